@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PassportsiteConfig(AppConfig):
+    name = "passportsite"
+    verbose_name = "passportsite"

@@ -1,0 +1,135 @@
+"""System checks: misconfiguration reported in plain words by ``manage.py check``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+from .app_settings import DEFAULTS, REQUIRED_TYPES, get_config, unknown_keys
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    messages: list[Any] = []
+    user = getattr(settings, "VERIFICATION", {})
+    if not isinstance(user, dict):
+        return [
+            Error(
+                "The VERIFICATION setting must be a dict.",
+                hint="Set VERIFICATION = {...} with the keys listed in the README.",
+                id="verification.E001",
+            )
+        ]
+    for key in unknown_keys():
+        messages.append(
+            Error(
+                f"VERIFICATION has an unknown key {key!r}.",
+                hint="Known keys: " + ", ".join(sorted(DEFAULTS)) + ".",
+                id="verification.E002",
+            )
+        )
+    config = get_config()
+    for key, expected in REQUIRED_TYPES.items():
+        value = config.get(key)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            names = (
+                " or ".join(t.__name__ for t in expected)
+                if isinstance(expected, tuple)
+                else expected.__name__
+            )
+            messages.append(
+                Error(
+                    f"VERIFICATION[{key!r}] must be {names}, not {type(value).__name__}.",
+                    id="verification.E003",
+                )
+            )
+    if messages:
+        return messages
+    for key in ("MAX_ATTEMPTS", "EXPIRES_AFTER", "LEASE_SECONDS", "REQUEST_TIMEOUT"):
+        if config[key] <= 0:
+            messages.append(
+                Error(f"VERIFICATION[{key!r}] must be greater than 0.", id="verification.E004")
+            )
+    for scope, limit in config["RATE_LIMITS"].items():
+        if limit is not None and not (
+            isinstance(limit, (list, tuple))
+            and len(limit) == 2
+            and all(isinstance(n, int) and n > 0 for n in limit)
+        ):
+            messages.append(
+                Error(
+                    f"VERIFICATION['RATE_LIMITS'][{scope!r}] must be (count, seconds) or None.",
+                    id="verification.E005",
+                )
+            )
+    channel_layers = getattr(settings, "CHANNEL_LAYERS", {})
+    if config["CHANNEL_LAYER"] not in channel_layers:
+        messages.append(
+            Error(
+                f"No channel layer named {config['CHANNEL_LAYER']!r} is configured.",
+                hint="Phone verification talks to its Telegram worker through a channel layer: "
+                "set CHANNEL_LAYERS (InMemoryChannelLayer for one process, Redis for several).",
+                id="verification.E010",
+            )
+        )
+    elif (
+        "InMemoryChannelLayer" in channel_layers[config["CHANNEL_LAYER"]].get("BACKEND", "")
+        and not config["EMBEDDED_WORKER"]
+    ):
+        messages.append(
+            Error(
+                "EMBEDDED_WORKER is off but the channel layer is in-memory, so no separate "
+                "Telegram worker process can receive requests.",
+                hint="Use a shared channel layer (Redis) or turn EMBEDDED_WORKER on.",
+                id="verification.E011",
+            )
+        )
+    has_credentials = bool(config["TELEGRAM_API_ID"] and config["TELEGRAM_API_HASH"])
+    if not config["EMBEDDED_SANDBOX"] and not config["TELEGRAM_SERVER"] and not has_credentials:
+        messages.append(
+            Error(
+                "No Telegram credentials and no sandbox: codes cannot be sent.",
+                hint="Set TELEGRAM_API_ID and TELEGRAM_API_HASH (from my.telegram.org), or point "
+                "TELEGRAM_SERVER at a sandbox, or turn EMBEDDED_SANDBOX on for development.",
+                id="verification.E020",
+            )
+        )
+    if config["TELEGRAM_SERVER"]:
+        host, _, port = config["TELEGRAM_SERVER"].rpartition(":")
+        if not host or not port.isdigit():
+            messages.append(
+                Error(
+                    f"TELEGRAM_SERVER {config['TELEGRAM_SERVER']!r} is not host:port.",
+                    id="verification.E021",
+                )
+            )
+        key = config["TELEGRAM_SERVER_PUBLIC_KEY"]
+        if not key:
+            messages.append(
+                Error(
+                    "TELEGRAM_SERVER is set but TELEGRAM_SERVER_PUBLIC_KEY is not.",
+                    hint="Give the path of the server's RSA public key (PEM); "
+                    "`manage.py telegram_sandbox` writes one.",
+                    id="verification.E022",
+                )
+            )
+        elif not Path(key).is_file():
+            messages.append(
+                Error(
+                    f"TELEGRAM_SERVER_PUBLIC_KEY {key!r} does not exist.",
+                    id="verification.E023",
+                )
+            )
+    if config["EMBEDDED_SANDBOX"] and not settings.DEBUG:
+        messages.append(
+            Warning(
+                "The embedded Telegram sandbox is on with DEBUG off: visitors cannot receive "
+                "real codes.",
+                hint="Configure Telegram credentials for production.",
+                id="verification.W030",
+            )
+        )
+    return messages

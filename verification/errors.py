@@ -1,0 +1,74 @@
+"""Stable error codes of WebSocket protocol v1 and their human, translated messages."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from django.utils.translation import gettext_lazy as _
+
+
+class ErrorCode(StrEnum):
+    BAD_MESSAGE = "BAD_MESSAGE"
+    PHONE_NUMBER_INVALID = "PHONE_NUMBER_INVALID"
+    PHONE_NUMBER_BANNED = "PHONE_NUMBER_BANNED"
+    PHONE_NUMBER_FLOOD = "PHONE_NUMBER_FLOOD"
+    FLOOD_WAIT = "FLOOD_WAIT"
+    RATE_LIMITED = "RATE_LIMITED"
+    PHONE_CODE_EMPTY = "PHONE_CODE_EMPTY"
+    PHONE_CODE_INVALID = "PHONE_CODE_INVALID"
+    PHONE_CODE_EXPIRED = "PHONE_CODE_EXPIRED"
+    TOO_MANY_ATTEMPTS = "TOO_MANY_ATTEMPTS"
+    RESEND_NOT_AVAILABLE = "RESEND_NOT_AVAILABLE"
+    SEND_CODE_UNAVAILABLE = "SEND_CODE_UNAVAILABLE"
+    NO_ACTIVE_VERIFICATION = "NO_ACTIVE_VERIFICATION"
+    NO_SENDER_ACCOUNT = "NO_SENDER_ACCOUNT"
+    TELEGRAM_UNAVAILABLE = "TELEGRAM_UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+    # Additions to protocol v1.
+    LOGIN_REQUIRED = "LOGIN_REQUIRED"
+    PHONE_NUMBER_NOT_ALLOWED = "PHONE_NUMBER_NOT_ALLOWED"
+    PASSWORD_INVALID = "PASSWORD_INVALID"
+
+
+MESSAGES = {
+    ErrorCode.BAD_MESSAGE: _("The page sent a message the server does not understand."),
+    ErrorCode.PHONE_NUMBER_INVALID: _(
+        "This phone number is not valid. Check it and include the country code."
+    ),
+    ErrorCode.PHONE_NUMBER_BANNED: _("Telegram does not accept this phone number."),
+    ErrorCode.PHONE_NUMBER_FLOOD: _(
+        "Too many codes were requested for this number. Please try again later."
+    ),
+    ErrorCode.FLOOD_WAIT: _("Telegram asks us to wait before sending another code."),
+    ErrorCode.RATE_LIMITED: _("Too many attempts. Please wait before trying again."),
+    ErrorCode.PHONE_CODE_EMPTY: _("Enter the code you received."),
+    ErrorCode.PHONE_CODE_INVALID: _("That code is not right. Check it and try again."),
+    ErrorCode.PHONE_CODE_EXPIRED: _("This code has expired. Request a new one."),
+    ErrorCode.TOO_MANY_ATTEMPTS: _("Too many wrong codes. Start again with a new code."),
+    ErrorCode.RESEND_NOT_AVAILABLE: _("You can ask for a new code a little later."),
+    ErrorCode.SEND_CODE_UNAVAILABLE: _(
+        "Telegram has no other way to deliver the code to this number."
+    ),
+    ErrorCode.NO_ACTIVE_VERIFICATION: _("There is no verification in progress. Start again."),
+    ErrorCode.NO_SENDER_ACCOUNT: _(
+        "Verification is not available right now: the site has no Telegram account connected."
+    ),
+    ErrorCode.TELEGRAM_UNAVAILABLE: _("Telegram cannot be reached right now. Please try again."),
+    ErrorCode.INTERNAL: _("Something went wrong on our side. Please try again."),
+    ErrorCode.LOGIN_REQUIRED: _("Sign in to verify a phone number."),
+    ErrorCode.PHONE_NUMBER_NOT_ALLOWED: _("Numbers from this country cannot be verified here."),
+    ErrorCode.PASSWORD_INVALID: _("That password is not right."),
+}
+
+
+class VerificationError(Exception):
+    """A failure the visitor is told about with a stable protocol error code."""
+
+    def __init__(self, code: ErrorCode, *, retry_after: int | None = None) -> None:
+        super().__init__(code.value)
+        self.code = code
+        self.retry_after = retry_after
+
+    @property
+    def message(self) -> str:
+        return str(MESSAGES[self.code])

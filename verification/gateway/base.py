@@ -1,0 +1,143 @@
+"""The gateway contract: what the Telegram worker needs from a transport.
+
+Implementations hold connected clients keyed by sender account id. They do transport only: plain
+values in, plain dataclasses out, and every failure raised as :class:`GatewayError` with a
+protocol error code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from ..errors import ErrorCode
+
+CODE_TYPES = (
+    "app",
+    "sms",
+    "call",
+    "flash_call",
+    "missed_call",
+    "email",
+    "fragment_sms",
+    "firebase_sms",
+    "sms_word",
+    "sms_phrase",
+)
+NEXT_TYPES = ("sms", "call", "flash_call", "missed_call", "fragment_sms")
+
+
+@dataclass(frozen=True)
+class SentCode:
+    """What Telegram said about a code it sent (``auth.SentCode``)."""
+
+    type: str
+    phone_code_hash: str
+    length: int | None = None
+    next_type: str | None = None
+    timeout: int | None = None
+    pattern: str = ""
+    prefix: str = ""
+    url: str = ""
+    beginning: str = ""
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """A signed-in sender account."""
+
+    session: str
+    user_id: int
+    phone_number: str
+    display_name: str
+
+
+class GatewayError(Exception):
+    """A Telegram failure, named by protocol error code.
+
+    ``telegram_error`` keeps Telegram's own error name for the audit log.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        *,
+        retry_after: int | None = None,
+        telegram_error: str = "",
+    ) -> None:
+        super().__init__(telegram_error or code.value)
+        self.code = code
+        self.retry_after = retry_after
+        self.telegram_error = telegram_error or code.value
+
+
+class PasswordNeeded(Exception):
+    """The account being signed in has a two-step verification password."""
+
+    def __init__(self, hint: str = "") -> None:
+        super().__init__("password needed")
+        self.hint = hint
+
+
+class AccountUnusable(GatewayError):
+    """The sender account's session was revoked or is otherwise dead; it must log in again."""
+
+
+class TelegramGateway(ABC):
+    """Talks to Telegram on behalf of the site's sender accounts."""
+
+    @abstractmethod
+    async def open(self, account_id: int, session: str) -> None:
+        """Connect sender account ``account_id`` from its saved session; raise if unusable."""
+
+    @abstractmethod
+    async def close(self, account_id: int) -> None:
+        """Disconnect sender account ``account_id`` (no error if it is not open)."""
+
+    @abstractmethod
+    async def close_all(self) -> None:
+        """Disconnect every client, including unfinished sign-ins."""
+
+    @abstractmethod
+    def is_open(self, account_id: int) -> bool:
+        """Whether sender account ``account_id`` is connected through this gateway."""
+
+    @abstractmethod
+    async def send_verify_code(self, account_id: int, phone_number: str) -> SentCode:
+        """``account.sendVerifyPhoneCode`` for ``phone_number`` (E.164)."""
+
+    @abstractmethod
+    async def resend_code(
+        self, account_id: int, phone_number: str, phone_code_hash: str
+    ) -> SentCode:
+        """``auth.resendCode``: deliver the code the next way; its hash replaces the old."""
+
+    @abstractmethod
+    async def verify_phone(
+        self, account_id: int, phone_number: str, phone_code_hash: str, code: str
+    ) -> None:
+        """``account.verifyPhone``; returns when the code is right."""
+
+    @abstractmethod
+    async def cancel_code(self, account_id: int, phone_number: str, phone_code_hash: str) -> None:
+        """``auth.cancelCode``: make the code unusable."""
+
+    @abstractmethod
+    async def login_send_code(self, login_id: str, phone_number: str) -> SentCode:
+        """Start signing in a new sender account (``auth.sendCode``) on a fresh client."""
+
+    @abstractmethod
+    async def login_sign_in(self, login_id: str, code: str) -> LoginResult:
+        """Finish with the code; raise :class:`PasswordNeeded` when 2FA is on."""
+
+    @abstractmethod
+    async def login_password(self, login_id: str, password: str) -> LoginResult:
+        """Finish a sign-in with the two-step verification password."""
+
+    @abstractmethod
+    async def login_abort(self, login_id: str) -> None:
+        """Drop an unfinished sign-in."""
+
+    @abstractmethod
+    async def log_out(self, session: str) -> None:
+        """``auth.logOut`` a saved session (for removing a sender account)."""

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from verification.worker import TelegramWorker
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a Telegram worker: it leases sender accounts, keeps their Telethon clients connected "
+        "and performs the Telegram calls that web processes ask for over the channel layer. "
+        "Use with a shared channel layer (Redis) and EMBEDDED_WORKER off."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        async def main() -> None:
+            worker = TelegramWorker()
+            task = asyncio.create_task(worker.run())
+            await worker.ready.wait()
+            self.stdout.write(f"Telegram worker {worker.channel} ready; Ctrl-C to stop.")
+            await task
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            self.stdout.write("Telegram worker stopped.")

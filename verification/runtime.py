@@ -1,0 +1,122 @@
+"""The embedded runtime: the Telegram worker (and, for development, the sandbox) started inside
+the web process on its own event loop, the first time a visitor's socket connects.
+
+With ``EMBEDDED_WORKER`` off nothing runs here: ``manage.py telegram_worker`` processes do the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from . import services
+from .app_settings import get_config
+from .gateway import gateway_from_settings
+from .worker import TelegramWorker
+
+logger = logging.getLogger("verification.runtime")
+
+SANDBOX_SENDER_PHONE = "+9996610000"
+
+
+class EmbeddedRuntime:
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.sandbox: Any = None
+        self.worker: TelegramWorker | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.started = asyncio.Event()
+
+    async def start(self) -> None:
+        config = get_config()
+        gateway_kwargs: dict[str, Any] = {}
+        if config["EMBEDDED_SANDBOX"]:
+            self.sandbox = await asyncio.to_thread(self._start_sandbox, config)
+            key_file = Path(tempfile.gettempdir()) / f"verification-sandbox-{self.sandbox.port}.pem"
+            key_file.write_text(self.sandbox.public_key_pem)
+            gateway_kwargs = {"server": self.sandbox.address, "public_key_file": str(key_file)}
+        gateway = gateway_from_settings(**gateway_kwargs)
+        hook = self._connect_sandbox_sender if self.sandbox is not None else None
+        self.worker = TelegramWorker(gateway=gateway, before_first_lease=hook)
+        self.task = asyncio.create_task(self.worker.run())
+        await self.worker.ready.wait()
+
+    @staticmethod
+    def _start_sandbox(config: dict[str, Any]) -> Any:
+        from .sandbox import SandboxThread
+
+        state_file = config["SANDBOX_STATE_FILE"] or None
+        if state_file:
+            Path(state_file).parent.mkdir(parents=True, exist_ok=True)
+        sandbox = SandboxThread(
+            host="127.0.0.1",
+            port=0,
+            resend_timeout=config["SANDBOX_RESEND_TIMEOUT"],
+            code_lifetime=config["SANDBOX_CODE_LIFETIME"],
+            state_file=state_file,
+        )
+        sandbox.start()
+        logger.info("Telegram sandbox listening on %s", sandbox.address)
+        return sandbox
+
+    async def _connect_sandbox_sender(self, worker: TelegramWorker) -> None:
+        """Sign a sandbox account in as the sender, unless a working one is connected."""
+        if worker._held:
+            return
+        gateway = worker.gateway
+        login_id = "embedded-sandbox-sender"
+        await gateway.login_send_code(login_id, SANDBOX_SENDER_PHONE)
+        code = self.sandbox.last_code(SANDBOX_SENDER_PHONE)
+        result = await gateway.login_sign_in(login_id, code)
+        await database_sync_to_async(services.sender_account_save)(result=result, is_sandbox=True)
+        logger.info("Connected sandbox sender account %s", SANDBOX_SENDER_PHONE)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        if self.sandbox is not None:
+            await asyncio.to_thread(self.sandbox.stop)
+
+
+_runtime: EmbeddedRuntime | None = None
+_starting: asyncio.Lock | None = None
+
+
+async def ensure_started() -> EmbeddedRuntime | None:
+    """Start the embedded runtime on the running loop once; None when it is switched off."""
+    global _runtime, _starting
+    if not get_config()["EMBEDDED_WORKER"]:
+        return None
+    loop = asyncio.get_running_loop()
+    if _runtime is not None and _runtime.loop is loop:
+        await _runtime.started.wait()
+        return _runtime
+    if _starting is None or getattr(_starting, "_verification_loop", None) is not loop:
+        _starting = asyncio.Lock()
+        _starting._verification_loop = loop  # type: ignore[attr-defined]
+    async with _starting:
+        if _runtime is not None and _runtime.loop is loop:
+            return _runtime
+        runtime = EmbeddedRuntime()
+        await runtime.start()
+        runtime.started.set()
+        _runtime = runtime
+        return runtime
+
+
+def current() -> EmbeddedRuntime | None:
+    return _runtime
+
+
+async def shutdown() -> None:
+    """Stop the embedded runtime (tests, and process exit)."""
+    global _runtime
+    runtime, _runtime = _runtime, None
+    if runtime is not None:
+        await runtime.stop()

@@ -1,0 +1,87 @@
+"""Reads: what the consumer, the worker and the admin need to know."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .app_settings import get_config
+from .forms import format_phone_number
+from .models import PhoneVerification, SenderAccount
+
+
+def _seconds_until(moment: datetime | None, now: datetime) -> int | None:
+    if moment is None:
+        return None
+    return max(0, math.ceil((moment - now).total_seconds()))
+
+
+def verification_current(*, owner: str) -> PhoneVerification | None:
+    """The owner's most recent verification, if any."""
+    return (
+        PhoneVerification.objects.filter(owner=owner)
+        .select_related("sender_account")
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def verification_get(*, verification_id: Any) -> PhoneVerification | None:
+    return (
+        PhoneVerification.objects.filter(pk=verification_id)
+        .select_related("sender_account")
+        .first()
+    )
+
+
+def verification_snapshot(
+    verification: PhoneVerification, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """The protocol v1 snapshot of a verification: what a browser may see, nothing secret."""
+    now = now or timezone.now()
+    code: dict[str, Any] | None = None
+    if verification.code_type:
+        code = {"type": verification.code_type, "length": verification.code_length}
+        for name in ("pattern", "prefix", "url", "beginning"):
+            value = getattr(verification, f"code_{name}")
+            if value:
+                code[name] = value
+    active = verification.status == PhoneVerification.Status.CODE_SENT
+    next_type = verification.next_type or None
+    resend_in = None
+    if active and next_type:
+        resend_in = _seconds_until(verification.resend_at, now) or 0
+    max_attempts = get_config()["MAX_ATTEMPTS"]
+    return {
+        "id": str(verification.pk),
+        "phone_number": format_phone_number(verification.phone_number),
+        "status": verification.status,
+        "code": code,
+        "next_type": next_type,
+        "resend_in": resend_in,
+        "expires_in": _seconds_until(verification.expires_at, now)
+        if verification.is_active
+        else None,
+        "attempts_left": max(0, max_attempts - verification.attempts),
+        "error": verification.last_error or None,
+    }
+
+
+def sender_account_pick(*, now: datetime | None = None) -> SenderAccount | None:
+    """A connected sender account, held by a live worker, used least recently."""
+    now = now or timezone.now()
+    return (
+        SenderAccount.objects.filter(is_active=True, lease_expires_at__gt=now)
+        .exclude(session="")
+        .filter(Q(flood_until__isnull=True) | Q(flood_until__lte=now))
+        .order_by(F("last_used_at").asc(nulls_first=True), "pk")
+        .first()
+    )
+
+
+def sender_account_exists() -> bool:
+    return SenderAccount.objects.filter(is_active=True).exclude(session="").exists()

@@ -1,0 +1,531 @@
+"""Writes: the verification state machine, its events, caps and the sender-account leases.
+
+Every function here is synchronous and transactional; async callers go through
+``database_sync_to_async``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F, Q
+from django.dispatch import Signal
+from django.utils import timezone
+
+from . import signals
+from .app_settings import get_config
+from .errors import ErrorCode, VerificationError
+from .gateway.base import LoginResult, SentCode
+from .models import PhoneVerification, SenderAccount, VerificationEvent
+from .selectors import sender_account_exists, sender_account_pick
+
+logger = logging.getLogger("verification")
+
+Status = PhoneVerification.Status
+Kind = VerificationEvent.Kind
+Actor = VerificationEvent.Actor
+
+# Errors after which the code can never be used: the verification ends.
+TERMINAL_SEND_ERRORS = {
+    ErrorCode.PHONE_NUMBER_INVALID,
+    ErrorCode.PHONE_NUMBER_BANNED,
+    ErrorCode.PHONE_NUMBER_FLOOD,
+    ErrorCode.FLOOD_WAIT,
+    ErrorCode.SEND_CODE_UNAVAILABLE,
+    ErrorCode.TELEGRAM_UNAVAILABLE,
+    ErrorCode.NO_SENDER_ACCOUNT,
+    ErrorCode.INTERNAL,
+}
+
+
+def _send_signal(signal: Signal, verification: PhoneVerification, **kwargs: Any) -> None:
+    for receiver, result in signal.send_robust(
+        sender=PhoneVerification, verification=verification, **kwargs
+    ):
+        if isinstance(result, Exception):
+            logger.error("Signal receiver %r failed", receiver, exc_info=result)
+
+
+def _on_commit_signal(signal: Signal, verification: PhoneVerification, **kwargs: Any) -> None:
+    transaction.on_commit(lambda: _send_signal(signal, verification, **kwargs))
+
+
+def event_record(
+    *,
+    verification: PhoneVerification,
+    kind: str,
+    actor: str,
+    staff_user: Any = None,
+    **data: Any,
+) -> VerificationEvent:
+    return VerificationEvent.objects.create(
+        verification=verification, kind=kind, actor=actor, staff_user=staff_user, data=data
+    )
+
+
+def _rate_limit_hit(scope: str, value: str, now: datetime) -> int | None:
+    """Count one send for ``scope``/``value``; seconds to wait when over the limit, else None."""
+    limit = get_config()["RATE_LIMITS"].get(scope)
+    if not limit or not value:
+        return None
+    count, window = limit
+    window_start = int(now.timestamp()) // window * window
+    key = f"verification:rate:{scope}:{value}:{window_start}"
+    cache.add(key, 0, timeout=window + 1)
+    try:
+        used = cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=window + 1)
+        used = 1
+    if used > count:
+        return max(1, window_start + window - int(now.timestamp()))
+    return None
+
+
+def _flood_key(phone_number: str) -> str:
+    return f"verification:flood:{phone_number}"
+
+
+def _ip_bucket(ip: str | None) -> str:
+    if not ip:
+        return ""
+    if ":" in ip:  # IPv6: one subscriber usually holds a whole /64
+        import ipaddress
+
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return ip
+
+
+def _lock(verification_id: Any) -> PhoneVerification:
+    return (
+        PhoneVerification.objects.select_for_update()
+        .select_related("sender_account")
+        .get(pk=verification_id)
+    )
+
+
+@transaction.atomic
+def verification_start(
+    *,
+    owner: str,
+    user: Any,
+    phone_number: str,
+    region: str = "",
+    ip_address: str | None = None,
+) -> tuple[PhoneVerification, list[PhoneVerification]]:
+    """Start a verification for ``owner``; returns it and the active ones it cancelled."""
+    now = timezone.now()
+    config = get_config()
+    flood_until = cache.get(_flood_key(phone_number))
+    if flood_until and flood_until > now:
+        raise VerificationError(
+            ErrorCode.FLOOD_WAIT, retry_after=math.ceil((flood_until - now).total_seconds())
+        )
+    for scope, value in (
+        ("session", owner),
+        ("phone", phone_number),
+        ("ip", _ip_bucket(ip_address)),
+        ("user", str(user.pk) if user is not None else ""),
+    ):
+        wait = _rate_limit_hit(scope, value, now)
+        if wait is not None:
+            raise VerificationError(ErrorCode.RATE_LIMITED, retry_after=wait)
+    account = sender_account_pick(now=now)
+    if account is None:
+        code = (
+            ErrorCode.TELEGRAM_UNAVAILABLE
+            if sender_account_exists()
+            else ErrorCode.NO_SENDER_ACCOUNT
+        )
+        raise VerificationError(code)
+    cancelled = [
+        verification_cancel(verification=previous, actor=Actor.VISITOR, reason="replaced")
+        for previous in PhoneVerification.objects.select_for_update().filter(
+            owner=owner, status__in=PhoneVerification.ACTIVE_STATUSES
+        )
+    ]
+    SenderAccount.objects.filter(pk=account.pk).update(last_used_at=now)
+    verification = PhoneVerification.objects.create(
+        owner=owner,
+        user=user,
+        phone_number=phone_number,
+        region=region,
+        sender_account=account,
+        status=Status.SENDING,
+        expires_at=now + timedelta(seconds=config["EXPIRES_AFTER"]),
+        ip_address=ip_address,
+    )
+    event_record(verification=verification, kind=Kind.STARTED, actor=Actor.VISITOR)
+    _on_commit_signal(signals.verification_started, verification)
+    return verification, cancelled
+
+
+def _apply_sent_code(verification: PhoneVerification, sent: SentCode, now: datetime) -> None:
+    verification.code_type = sent.type
+    verification.code_length = sent.length
+    verification.code_pattern = sent.pattern
+    verification.code_prefix = sent.prefix
+    verification.code_url = sent.url
+    verification.code_beginning = sent.beginning
+    verification.next_type = sent.next_type or ""
+    verification.phone_code_hash = sent.phone_code_hash
+    verification.sent_at = now
+    if sent.next_type:
+        timeout = (
+            sent.timeout if sent.timeout is not None else get_config()["DEFAULT_RESEND_TIMEOUT"]
+        )
+        verification.resend_at = now + timedelta(seconds=timeout)
+    else:
+        verification.resend_at = None
+
+
+@transaction.atomic
+def verification_code_sent(
+    *, verification_id: Any, sent: SentCode, resent: bool = False
+) -> PhoneVerification | None:
+    """Record the code Telegram sent. None when the verification ended meanwhile."""
+    now = timezone.now()
+    verification = _lock(verification_id)
+    expected = Status.CODE_SENT if resent else Status.SENDING
+    if verification.status != expected:
+        return None
+    _apply_sent_code(verification, sent, now)
+    verification.status = Status.CODE_SENT
+    verification.last_error = ""
+    if resent:
+        verification.resends += 1
+    verification.save()
+    event_record(
+        verification=verification,
+        kind=Kind.CODE_RESENT if resent else Kind.CODE_SENT,
+        actor=Actor.TELEGRAM,
+        code_type=sent.type,
+        length=sent.length,
+        next_type=sent.next_type,
+        timeout=sent.timeout,
+    )
+    _on_commit_signal(signals.verification_code_sent, verification, resent=resent)
+    return verification
+
+
+def _finish(
+    verification: PhoneVerification,
+    status: str,
+    *,
+    kind: str,
+    actor: str,
+    error: str = "",
+    staff_user: Any = None,
+    **data: Any,
+) -> PhoneVerification:
+    verification.status = status
+    verification.finished_at = timezone.now()
+    verification.resend_at = None
+    if error:
+        verification.last_error = error
+    verification.save()
+    event_record(verification=verification, kind=kind, actor=actor, staff_user=staff_user, **data)
+    if status == Status.VERIFIED:
+        _on_commit_signal(signals.verification_verified, verification)
+    elif status == Status.FAILED:
+        _on_commit_signal(signals.verification_failed, verification, error=error)
+    elif status == Status.CANCELLED:
+        _on_commit_signal(signals.verification_cancelled, verification)
+    elif status == Status.EXPIRED:
+        _on_commit_signal(signals.verification_expired, verification)
+    return verification
+
+
+@transaction.atomic
+def verification_send_failed(
+    *,
+    verification_id: Any,
+    code: ErrorCode,
+    retry_after: int | None = None,
+    telegram_error: str = "",
+) -> PhoneVerification | None:
+    """Record a failed send (or resend). Returns the verification, None if it ended meanwhile."""
+    now = timezone.now()
+    verification = _lock(verification_id)
+    if not verification.is_active:
+        return None
+    if code is ErrorCode.FLOOD_WAIT and retry_after:
+        until = now + timedelta(seconds=retry_after)
+        verification.flood_until = until
+        cache.set(_flood_key(verification.phone_number), until, timeout=retry_after)
+    if verification.status == Status.CODE_SENT and code not in {
+        ErrorCode.PHONE_NUMBER_INVALID,
+        ErrorCode.PHONE_NUMBER_BANNED,
+    }:
+        # A failed resend leaves the code already sent usable.
+        if code is ErrorCode.SEND_CODE_UNAVAILABLE:
+            verification.next_type = ""
+            verification.resend_at = None
+        elif code is ErrorCode.PHONE_CODE_EXPIRED:
+            return _finish(
+                verification,
+                Status.EXPIRED,
+                kind=Kind.EXPIRED,
+                actor=Actor.TELEGRAM,
+                error=code,
+                telegram_error=telegram_error,
+            )
+        elif retry_after:
+            verification.resend_at = now + timedelta(seconds=retry_after)
+        else:
+            verification.resend_at = now
+        verification.last_error = code
+        verification.save()
+        event_record(
+            verification=verification,
+            kind=Kind.ERROR,
+            actor=Actor.TELEGRAM,
+            error=code,
+            telegram_error=telegram_error,
+            retry_after=retry_after,
+        )
+        return verification
+    return _finish(
+        verification,
+        Status.FAILED,
+        kind=Kind.FAILED,
+        actor=Actor.TELEGRAM,
+        error=code,
+        telegram_error=telegram_error,
+        retry_after=retry_after,
+    )
+
+
+def _usable(verification_id: Any) -> PhoneVerification:
+    """Lock an active verification, or raise NO_ACTIVE_VERIFICATION.
+
+    Call :func:`verification_expire_if_due` first: an expiry must be committed, not rolled back
+    with the refusal.
+    """
+    verification = PhoneVerification.objects.select_for_update().filter(pk=verification_id).first()
+    if verification is None or not verification.is_active:
+        raise VerificationError(ErrorCode.NO_ACTIVE_VERIFICATION)
+    return verification
+
+
+@transaction.atomic
+def verification_resend_request(*, verification_id: Any) -> PhoneVerification:
+    """Check that a resend is allowed now and claim it; raise VerificationError if not."""
+    now = timezone.now()
+    verification = _usable(verification_id)
+    if verification.status != Status.CODE_SENT:
+        raise VerificationError(ErrorCode.RESEND_NOT_AVAILABLE, retry_after=1)
+    if not verification.next_type or verification.resends >= get_config()["MAX_RESENDS"]:
+        raise VerificationError(ErrorCode.SEND_CODE_UNAVAILABLE)
+    if verification.resend_at and verification.resend_at > now:
+        wait = math.ceil((verification.resend_at - now).total_seconds())
+        raise VerificationError(ErrorCode.RESEND_NOT_AVAILABLE, retry_after=wait)
+    # Hold the slot while Telegram answers, so a double click sends one request.
+    verification.resend_at = now + timedelta(seconds=get_config()["REQUEST_TIMEOUT"])
+    verification.save(update_fields=["resend_at", "updated_at"])
+    event_record(verification=verification, kind=Kind.RESEND_REQUESTED, actor=Actor.VISITOR)
+    return verification
+
+
+@transaction.atomic
+def verification_attempt_start(*, verification_id: Any) -> PhoneVerification:
+    """Count one submitted code before it goes to Telegram; raise if no attempt is left."""
+    verification = _usable(verification_id)
+    if verification.status != Status.CODE_SENT:
+        raise VerificationError(ErrorCode.NO_ACTIVE_VERIFICATION)
+    if verification.attempts >= get_config()["MAX_ATTEMPTS"]:
+        # Every attempt is in flight; the last answer decides.
+        raise VerificationError(ErrorCode.TOO_MANY_ATTEMPTS)
+    verification.attempts = F("attempts") + 1
+    verification.save(update_fields=["attempts", "updated_at"])
+    verification.refresh_from_db()
+    event_record(verification=verification, kind=Kind.CODE_SUBMITTED, actor=Actor.VISITOR)
+    return verification
+
+
+@transaction.atomic
+def verification_attempt_result(
+    *, verification_id: Any, error: ErrorCode | None, telegram_error: str = ""
+) -> tuple[PhoneVerification | None, ErrorCode | None]:
+    """Record what Telegram said about a submitted code.
+
+    Returns the verification (None if it ended meanwhile) and the error to show, which becomes
+    TOO_MANY_ATTEMPTS when the last attempt was used up.
+    """
+    verification = _lock(verification_id)
+    if not verification.is_active:
+        return None, error
+    if error is None:
+        return _finish(
+            verification, Status.VERIFIED, kind=Kind.VERIFIED, actor=Actor.TELEGRAM
+        ), None
+    if error is ErrorCode.PHONE_CODE_INVALID:
+        event_record(verification=verification, kind=Kind.CODE_REJECTED, actor=Actor.TELEGRAM)
+        if verification.attempts >= get_config()["MAX_ATTEMPTS"]:
+            _finish(
+                verification,
+                Status.FAILED,
+                kind=Kind.FAILED,
+                actor=Actor.SYSTEM,
+                error=ErrorCode.TOO_MANY_ATTEMPTS,
+            )
+            return verification, ErrorCode.TOO_MANY_ATTEMPTS
+        verification.last_error = error
+        verification.save(update_fields=["last_error", "updated_at"])
+        return verification, error
+    if error is ErrorCode.PHONE_CODE_EXPIRED:
+        _finish(
+            verification,
+            Status.EXPIRED,
+            kind=Kind.EXPIRED,
+            actor=Actor.TELEGRAM,
+            error=error,
+            telegram_error=telegram_error,
+        )
+        return verification, error
+    if error in {ErrorCode.TELEGRAM_UNAVAILABLE, ErrorCode.INTERNAL, ErrorCode.FLOOD_WAIT}:
+        # The code was never judged: give the attempt back.
+        verification.attempts = max(0, verification.attempts - 1)
+    verification.last_error = error
+    verification.save(update_fields=["attempts", "last_error", "updated_at"])
+    event_record(
+        verification=verification,
+        kind=Kind.ERROR,
+        actor=Actor.TELEGRAM,
+        error=error,
+        telegram_error=telegram_error,
+    )
+    return verification, error
+
+
+def verification_cancel(
+    *,
+    verification: PhoneVerification,
+    actor: str = Actor.VISITOR,
+    staff_user: Any = None,
+    reason: str = "",
+) -> PhoneVerification:
+    """Mark an active verification cancelled (the worker then calls ``auth.cancelCode``)."""
+    with transaction.atomic():
+        verification = _lock(verification.pk)
+        if not verification.is_active:
+            return verification
+        data = {"reason": reason} if reason else {}
+        return _finish(
+            verification,
+            Status.CANCELLED,
+            kind=Kind.CANCELLED,
+            actor=actor,
+            staff_user=staff_user,
+            **data,
+        )
+
+
+@transaction.atomic
+def verification_expire_if_due(
+    *, verification_id: Any, now: datetime | None = None
+) -> PhoneVerification | None:
+    """Expire the verification if its deadline passed; the expired verification, else None."""
+    now = now or timezone.now()
+    verification = _lock(verification_id)
+    if not verification.is_active or not verification.expires_at or verification.expires_at > now:
+        return None
+    return _finish(verification, Status.EXPIRED, kind=Kind.EXPIRED, actor=Actor.SYSTEM)
+
+
+def verification_expire_all_due(*, now: datetime | None = None) -> int:
+    """Expire every active verification past its deadline; the number expired."""
+    now = now or timezone.now()
+    due = PhoneVerification.objects.filter(
+        status__in=PhoneVerification.ACTIVE_STATUSES, expires_at__lte=now
+    ).values_list("pk", flat=True)
+    return sum(1 for pk in list(due) if verification_expire_if_due(verification_id=pk, now=now))
+
+
+@transaction.atomic
+def verification_review(
+    *, verification: PhoneVerification, status: str, staff_user: Any, note: str = ""
+) -> PhoneVerification:
+    verification = _lock(verification.pk)
+    verification.review_status = status
+    verification.reviewed_by = staff_user
+    verification.reviewed_at = timezone.now()
+    if note:
+        verification.review_note = note
+    verification.save()
+    event_record(
+        verification=verification,
+        kind=Kind.REVIEWED,
+        actor=Actor.STAFF,
+        staff_user=staff_user,
+        review=status,
+        note=note,
+    )
+    return verification
+
+
+# Sender accounts ------------------------------------------------------------------------------
+
+
+def sender_account_save(*, result: LoginResult, is_sandbox: bool = False) -> SenderAccount:
+    """Store (or refresh) a signed-in sender account."""
+    account, _ = SenderAccount.objects.update_or_create(
+        phone_number=result.phone_number,
+        defaults={
+            "session": result.session,
+            "telegram_user_id": result.user_id,
+            "display_name": result.display_name,
+            "is_active": True,
+            "is_sandbox": is_sandbox,
+            "last_error": "",
+        },
+    )
+    return account
+
+
+def sender_account_leases_renew(*, owner: str, limit: int | None = None) -> list[SenderAccount]:
+    """Take or renew the leases ``owner`` can hold; the accounts it holds afterwards."""
+    now = timezone.now()
+    until = now + timedelta(seconds=get_config()["LEASE_SECONDS"])
+    SenderAccount.objects.filter(lease_owner=owner, is_active=True).update(lease_expires_at=until)
+    free = (
+        SenderAccount.objects.filter(is_active=True)
+        .exclude(session="")
+        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now) | Q(lease_owner=""))
+        .exclude(lease_owner=owner)
+    )
+    for account in free.values_list("pk", flat=True):
+        # A conditional update: two workers racing for one account cannot both win.
+        SenderAccount.objects.filter(pk=account).filter(
+            Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now) | Q(lease_owner="")
+        ).update(lease_owner=owner, lease_expires_at=until)
+    held = SenderAccount.objects.filter(lease_owner=owner, is_active=True).exclude(session="")
+    return list(held[:limit] if limit else held)
+
+
+def sender_account_release(*, owner: str, account_id: int | None = None, error: str = "") -> None:
+    accounts = SenderAccount.objects.filter(lease_owner=owner)
+    if account_id is not None:
+        accounts = accounts.filter(pk=account_id)
+    changes: dict[str, Any] = {"lease_owner": "", "lease_expires_at": None}
+    if error:
+        changes["last_error"] = error
+    accounts.update(**changes)
+
+
+def sender_account_mark_dead(*, account_id: int, error: str) -> None:
+    """A session Telegram no longer accepts: stop using it until staff reconnect it."""
+    SenderAccount.objects.filter(pk=account_id).update(
+        is_active=False, last_error=error, lease_owner="", lease_expires_at=None
+    )
+
+
+def sender_account_mark_flooded(*, account_id: int, seconds: int) -> None:
+    SenderAccount.objects.filter(pk=account_id).update(
+        flood_until=timezone.now() + timedelta(seconds=seconds)
+    )

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "verification"
+
+urlpatterns = [
+    path("", views.verify, name="verify"),
+    path("sandbox/", views.sandbox_inbox, name="sandbox_inbox"),
+    path("sandbox/codes.json", views.sandbox_codes, name="sandbox_codes"),
+]
