@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
         "phone": (5, 3600),
         "ip": (30, 3600),
     },
+    # Accept Telegram's test range +99966XYYYY. None: only when the sandbox or TELEGRAM_SERVER
+    # (a test DC) is in use.
+    "ALLOW_TEST_NUMBERS": None,
     # Region assumed for numbers typed without a country code ("" = require "+country").
     "DEFAULT_REGION": "",
     # Region codes (ISO 3166-1 alpha-2) a number must belong to; empty allows every region.
@@ -92,6 +95,7 @@ REQUIRED_TYPES: dict[str, type | tuple[type, ...]] = {
     "REQUIRE_LOGIN": bool,
     "RATE_LIMITS": dict,
     "DEFAULT_REGION": str,
+    "ALLOW_TEST_NUMBERS": (bool, type(None)),
     "ALLOWED_REGIONS": (list, tuple),
     "DENIED_REGIONS": (list, tuple),
     "ENCRYPTION_KEY": str,

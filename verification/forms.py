@@ -13,6 +13,8 @@ TEST_PREFIX = "+99966"
 def test_numbers_allowed() -> bool:
     """Telegram's test range is only meaningful on the sandbox or a test DC."""
     config = get_config()
+    if config["ALLOW_TEST_NUMBERS"] is not None:
+        return config["ALLOW_TEST_NUMBERS"]
     return bool(config["EMBEDDED_SANDBOX"] or config["TELEGRAM_SERVER"])
 
 
