@@ -1,0 +1,258 @@
+"""The sandbox server: a local MTProto endpoint that the unmodified Telethon client talks to."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .api import SandboxApi
+from .codes import CodeBook, DeliveredCode
+from .connection import ClientConnection, Session
+from .crypto import MessageIdClock, SaltBook, ServerKey
+from .errors import RpcFailure
+from .phones import InvalidPhone, normalize_phone
+from .store import AuthKeyRecord, Store
+
+logger = logging.getLogger("verification.sandbox")
+
+
+@dataclass
+class _Injection:
+    method: str
+    times: int
+    error: str = ""
+    code: int = 400
+    phone: str | None = None
+    seconds: float = 0.0
+
+
+class SandboxServer:
+    """A local MTProto server with Telegram's code, sign-in and error semantics.
+
+    All state lives on the event loop that runs ``start()``; call the methods below from that
+    loop (or use `SandboxThread`, whose wrappers are thread-safe).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        resend_timeout: float = 60.0,
+        code_lifetime: float = 600.0,
+        private_key_pem: bytes | None = None,
+        state_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.store = Store(state_file)
+        if private_key_pem is not None:
+            self.server_key = ServerKey.from_pem(private_key_pem)
+        elif self.store.private_key_pem:
+            self.server_key = ServerKey.from_pem(self.store.private_key_pem)
+        else:
+            self.server_key = ServerKey.generate()
+        if self.store.private_key_pem != self.server_key.private_pem:
+            self.store.set_server_key(self.server_key)
+        self.salts = SaltBook(self.store.salt_secret)
+        self.clock = MessageIdClock()
+        self.codes = CodeBook(
+            resend_timeout=resend_timeout, code_lifetime=code_lifetime, deliver=self._deliver
+        )
+        self.api = SandboxApi(self)
+        self.inbox: list[DeliveredCode] = []
+        self.stats: Counter[str] = Counter()
+        self._subscribers: list[Callable[[DeliveredCode], None]] = []
+        self._injections: list[_Injection] = []
+        self._delays: list[_Injection] = []
+        self._sessions: dict[tuple[int, int], Session] = {}
+        self._connections: set[ClientConnection] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    # --- settings ------------------------------------------------------------------------
+
+    @property
+    def resend_timeout(self) -> float:
+        return self.codes.resend_timeout
+
+    @resend_timeout.setter
+    def resend_timeout(self, value: float) -> None:
+        self.codes.resend_timeout = value
+
+    @property
+    def code_lifetime(self) -> float:
+        return self.codes.code_lifetime
+
+    @code_lifetime.setter
+    def code_lifetime(self, value: float) -> None:
+        self.codes.code_lifetime = value
+
+    @property
+    def public_key_pem(self) -> str:
+        """The RSA public key as PKCS#1 PEM, for ``telethon.crypto.rsa.add_key(pem, old=False)``."""
+        return self.server_key.public_pem
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def advertised_host(self) -> str:
+        """The host put into help.getConfig's dc_options (a wildcard bind means loopback)."""
+        return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and start accepting connections; ``port`` is the real port afterwards."""
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        logger.info("Sandbox: listening on %s", self.address)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self._connections):
+            connection.close(abort=True)
+        await self._server.wait_closed()
+        self._server = None
+        logger.info("Sandbox: stopped")
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = ClientConnection(self, reader, writer)
+        self._connections.add(connection)
+        self.stats["connections"] += 1
+        try:
+            await connection.serve()
+        finally:
+            self._connections.discard(connection)
+
+    def drop_connections(self) -> None:
+        """Abruptly close every client connection (clients are expected to reconnect)."""
+        for connection in list(self._connections):
+            connection.close(abort=True)
+
+    # --- sessions ------------------------------------------------------------------------
+
+    def session(self, key_id: int, session_id: int) -> Session:
+        key = (key_id, session_id)
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._sessions[key] = Session(session_id)
+        return session
+
+    def destroy_session(self, key_id: int, session_id: int) -> bool:
+        return self._sessions.pop((key_id, session_id), None) is not None
+
+    # --- codes ---------------------------------------------------------------------------
+
+    def _deliver(self, delivered: DeliveredCode) -> None:
+        self.inbox.append(delivered)
+        extra = ""
+        if delivered.prefix:
+            extra = f", caller {delivered.prefix}{delivered.code}"
+        elif delivered.url:
+            extra = f", {delivered.url}"
+        logger.info(
+            "Sandbox: code %s for %s (%s%s)",
+            delivered.code,
+            delivered.phone,
+            delivered.code_type,
+            extra,
+        )
+        for callback in list(self._subscribers):
+            try:
+                callback(delivered)
+            except Exception:
+                logger.exception("Sandbox: inbox subscriber failed")
+
+    def subscribe(self, callback: Callable[[DeliveredCode], None]) -> Callable[[], None]:
+        """Call ``callback(code)`` for every code delivered from now on; returns unsubscribe."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def last_code(self, phone: str) -> str | None:
+        """The most recent code delivered to ``phone`` (any format), or None."""
+        try:
+            wanted = "+" + normalize_phone(phone)
+        except InvalidPhone:
+            return None
+        for delivered in reversed(self.inbox):
+            if delivered.phone == wanted:
+                return delivered.code
+        return None
+
+    # --- accounts ------------------------------------------------------------------------
+
+    def add_account(self, phone: str, *, password: str | None = None) -> None:
+        """Create (or update) the account for ``phone``, optionally with a 2FA password."""
+        self.store.set_password(normalize_phone(phone), password)
+
+    # --- fault injection -----------------------------------------------------------------
+
+    def inject_error(
+        self,
+        method: str,
+        error: str,
+        *,
+        code: int = 400,
+        phone: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` calls of ``method`` (e.g. "auth.sendCode") with an error.
+
+        With ``phone``, only calls whose ``phone_number`` is that number are affected.
+        """
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        digits = normalize_phone(phone) if phone is not None else None
+        self._injections.append(_Injection(method, times, error, code, digits))
+
+    def inject_delay(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """Hold the answer to the next ``times`` calls of ``method`` for ``seconds``."""
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        self._delays.append(_Injection(method, times, seconds=seconds))
+
+    def _take_delay(self, method: str) -> float:
+        for injection in self._delays:
+            if injection.method == method:
+                injection.times -= 1
+                if injection.times <= 0:
+                    self._delays.remove(injection)
+                return injection.seconds
+        return 0.0
+
+    def _take_error(self, method: str, request: object) -> RpcFailure | None:
+        phone = getattr(request, "phone_number", None)
+        for injection in self._injections:
+            if injection.method != method:
+                continue
+            if injection.phone is not None:
+                try:
+                    if phone is None or normalize_phone(phone) != injection.phone:
+                        continue
+                except InvalidPhone:
+                    continue
+            injection.times -= 1
+            if injection.times <= 0:
+                self._injections.remove(injection)
+            return RpcFailure(injection.code, injection.error)
+        return None
+
+    def _invoke(self, record: AuthKeyRecord, request: object, name: str) -> object:
+        self.stats[f"rpc:{name}"] += 1
+        failure = self._take_error(name, request)
+        if failure is not None:
+            raise failure
+        return self.api.call(record, request)

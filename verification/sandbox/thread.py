@@ -1,0 +1,172 @@
+"""Run a SandboxServer on its own event loop in a daemon thread (for sync code and tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .codes import DeliveredCode
+from .server import SandboxServer
+
+T = TypeVar("T")
+
+
+class SandboxThread:
+    """A `SandboxServer` served from a background thread.
+
+    Accepts exactly the keyword arguments of `SandboxServer`. The wrappers below hop onto the
+    server's loop, so they are safe to call from any thread.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        resend_timeout: float = 60.0,
+        code_lifetime: float = 600.0,
+        private_key_pem: bytes | None = None,
+        state_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.server = SandboxServer(
+            host,
+            port,
+            resend_timeout=resend_timeout,
+            code_lifetime=code_lifetime,
+            private_key_pem=private_key_pem,
+            state_file=state_file,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Event | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> SandboxThread:
+        """Start the thread and block until the server is listening."""
+        if self._thread is not None:
+            raise RuntimeError("SandboxThread already started")
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="telegram-sandbox", daemon=True
+        )
+        self._thread.start()
+        ready.result(timeout=30)
+        return self
+
+    def _run(self, ready: concurrent.futures.Future[None]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+
+        async def main() -> None:
+            self._stopped = asyncio.Event()
+            try:
+                await self.server.start()
+            except BaseException as exc:
+                ready.set_exception(exc)
+                return
+            ready.set_result(None)
+            await self._stopped.wait()
+            await self.server.stop()
+
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    def stop(self) -> None:
+        """Stop the server and wait for the thread to finish."""
+        if self._thread is None or self._loop is None or self._stopped is None:
+            return
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(timeout=10)
+        self._thread = None
+
+    def __enter__(self) -> SandboxThread:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _on_loop(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return function(*args, **kwargs)
+        if threading.current_thread() is self._thread:
+            return function(*args, **kwargs)
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(function(*args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        loop.call_soon_threadsafe(run)
+        return future.result(timeout=30)
+
+    # --- read-only facts -----------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    @property
+    def public_key_pem(self) -> str:
+        return self.server.public_key_pem
+
+    @property
+    def inbox(self) -> list[DeliveredCode]:
+        """A copy of every code delivered so far, oldest first."""
+        return self._on_loop(lambda: list(self.server.inbox))
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """A copy of the server's protocol counters (e.g. ``"bad_server_salt"``)."""
+        return self._on_loop(lambda: dict(self.server.stats))
+
+    # --- thread-safe wrappers ------------------------------------------------------------
+
+    def last_code(self, phone: str) -> str | None:
+        return self._on_loop(self.server.last_code, phone)
+
+    def inject_error(
+        self,
+        method: str,
+        error: str,
+        *,
+        code: int = 400,
+        phone: str | None = None,
+        times: int = 1,
+    ) -> None:
+        self._on_loop(self.server.inject_error, method, error, code=code, phone=phone, times=times)
+
+    def inject_delay(self, method: str, seconds: float, *, times: int = 1) -> None:
+        self._on_loop(self.server.inject_delay, method, seconds, times=times)
+
+    def drop_connections(self) -> None:
+        self._on_loop(self.server.drop_connections)
+
+    def add_account(self, phone: str, *, password: str | None = None) -> None:
+        self._on_loop(self.server.add_account, phone, password=password)
+
+    def subscribe(self, callback: Callable[[DeliveredCode], None]) -> Callable[[], None]:
+        """``callback`` runs on the server's thread; the returned unsubscribe is thread-safe."""
+        unsubscribe = self._on_loop(self.server.subscribe, callback)
+        return lambda: self._on_loop(unsubscribe)

@@ -1,0 +1,161 @@
+"""MTProto TCP transports (full, intermediate, padded intermediate, abridged).
+
+The server detects the transport from the first bytes a client sends and answers in the same one.
+See https://core.telegram.org/mtproto/mtproto-transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+from zlib import crc32
+
+INTERMEDIATE_TAG = b"\xee\xee\xee\xee"
+PADDED_INTERMEDIATE_TAG = b"\xdd\xdd\xdd\xdd"
+ABRIDGED_TAG = 0xEF
+
+# Telegram caps a packet at about 1 MiB; anything much bigger is garbage (or an unsupported
+# transport such as the obfuscated one) and the connection is dropped.
+MAX_PACKET = 2 * 1024 * 1024
+
+
+class TransportError(Exception):
+    """The byte stream does not follow the transport; the connection must be closed."""
+
+
+class Packet:
+    """One transport packet, plus whether the client asked for a quick ack."""
+
+    __slots__ = ("payload", "quick_ack")
+
+    def __init__(self, payload: bytes, quick_ack: bool = False) -> None:
+        self.payload = payload
+        self.quick_ack = quick_ack
+
+
+class Transport:
+    """Base class: reads packets from and frames packets for one TCP connection."""
+
+    name = "abstract"
+
+    async def read_packet(self, reader: asyncio.StreamReader) -> Packet:
+        raise NotImplementedError
+
+    def frame(self, payload: bytes) -> bytes:
+        raise NotImplementedError
+
+    def frame_quick_ack(self, token: int) -> bytes | None:
+        """Bytes that acknowledge a packet at transport level, or None if unsupported."""
+        return None
+
+
+class FullTransport(Transport):
+    """``len|seq|payload|crc32`` with per-direction sequence numbers."""
+
+    name = "full"
+
+    def __init__(self, first: bytes) -> None:
+        self._first = first
+        self._recv_seq = 0
+        self._send_seq = 0
+
+    async def read_packet(self, reader: asyncio.StreamReader) -> Packet:
+        if self._first:
+            header, self._first = self._first, b""
+            header += await reader.readexactly(8 - len(header))
+        else:
+            header = await reader.readexactly(8)
+        length, seq = struct.unpack("<ii", header)
+        if length < 12 or length > MAX_PACKET:
+            raise TransportError(f"bad full-transport length {length}")
+        rest = await reader.readexactly(length - 8)
+        payload, checksum = rest[:-4], struct.unpack("<I", rest[-4:])[0]
+        if crc32(header + payload) != checksum:
+            raise TransportError("bad crc32")
+        if seq != self._recv_seq:
+            raise TransportError(f"bad transport seq {seq}, expected {self._recv_seq}")
+        self._recv_seq += 1
+        return Packet(payload)
+
+    def frame(self, payload: bytes) -> bytes:
+        data = struct.pack("<ii", len(payload) + 12, self._send_seq) + payload
+        self._send_seq += 1
+        return data + struct.pack("<I", crc32(data))
+
+
+class IntermediateTransport(Transport):
+    """``len|payload`` after a one-off ``0xeeeeeeee`` tag."""
+
+    name = "intermediate"
+
+    def __init__(self, *, padded: bool = False) -> None:
+        self._padded = padded
+        if padded:
+            self.name = "padded_intermediate"
+
+    async def read_packet(self, reader: asyncio.StreamReader) -> Packet:
+        (raw,) = struct.unpack("<I", await reader.readexactly(4))
+        quick_ack = bool(raw & 0x80000000)
+        length = raw & 0x7FFFFFFF
+        if length > MAX_PACKET:
+            raise TransportError(f"bad intermediate length {length}")
+        payload = await reader.readexactly(length)
+        if self._padded and len(payload) % 4:
+            # MTProto payloads are 4-byte aligned, so anything beyond that is padding.
+            payload = payload[: len(payload) - len(payload) % 4]
+        return Packet(payload, quick_ack)
+
+    def frame(self, payload: bytes) -> bytes:
+        if self._padded:
+            payload += os.urandom(int.from_bytes(os.urandom(1), "big") % 4)
+        return struct.pack("<i", len(payload)) + payload
+
+    def frame_quick_ack(self, token: int) -> bytes | None:
+        return struct.pack("<I", token | 0x80000000)
+
+
+class AbridgedTransport(Transport):
+    """Length in 4-byte words (1 or 4 bytes) after a one-off ``0xef`` tag."""
+
+    name = "abridged"
+
+    async def read_packet(self, reader: asyncio.StreamReader) -> Packet:
+        first = (await reader.readexactly(1))[0]
+        quick_ack = bool(first & 0x80)
+        words = first & 0x7F
+        if words == 0x7F:
+            words = int.from_bytes(await reader.readexactly(3), "little")
+        length = words * 4
+        if length > MAX_PACKET:
+            raise TransportError(f"bad abridged length {length}")
+        return Packet(await reader.readexactly(length), quick_ack)
+
+    def frame(self, payload: bytes) -> bytes:
+        words = len(payload) // 4
+        if words < 0x7F:
+            return bytes([words]) + payload
+        return b"\x7f" + words.to_bytes(3, "little") + payload
+
+    def frame_quick_ack(self, token: int) -> bytes | None:
+        return struct.pack(">I", token | 0x80000000)
+
+
+async def detect_transport(reader: asyncio.StreamReader) -> Transport:
+    """Read the transport tag (or the first bytes of a full-transport packet)."""
+    first = await reader.readexactly(1)
+    if first[0] == ABRIDGED_TAG:
+        return AbridgedTransport()
+    head = first + await reader.readexactly(3)
+    if head == INTERMEDIATE_TAG:
+        return IntermediateTransport()
+    if head == PADDED_INTERMEDIATE_TAG:
+        return IntermediateTransport(padded=True)
+    if head in (b"POST", b"GET ", b"HEAD"):
+        raise TransportError("the HTTP transport is not supported")
+    return FullTransport(head)
+
+
+def transport_error(code: int) -> bytes:
+    """The 4-byte payload a server sends for a transport error such as 404 (unknown key)."""
+    return struct.pack("<i", -abs(code))
