@@ -122,7 +122,11 @@ VERIFICATION = {
     "EMBEDDED_SANDBOX": env.bool(
         "EMBEDDED_SANDBOX", default=not TELEGRAM_SERVER and not TELEGRAM_API_ID
     ),
-    "SANDBOX_STATE_FILE": str(BASE_DIR / "var" / "sandbox-state.json"),
+    "SANDBOX_STATE_FILE": env.str(
+        "SANDBOX_STATE_FILE", default=str(BASE_DIR / "var" / "sandbox-state.json")
+    ),
+    "SANDBOX_RESEND_TIMEOUT": env.float("SANDBOX_RESEND_TIMEOUT", default=60),
+    "SANDBOX_CODE_LIFETIME": env.float("SANDBOX_CODE_LIFETIME", default=600),
     # With Redis, Telegram workers run as their own processes (manage.py telegram_worker).
     "EMBEDDED_WORKER": env.bool("EMBEDDED_WORKER", default=not REDIS_URL),
     "REQUIRE_LOGIN": env.bool("VERIFICATION_REQUIRE_LOGIN", default=False),

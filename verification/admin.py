@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext_lazy as _
+
+from . import services
+from .app_settings import get_config
+from .frames import frame, group_name
+from .models import PhoneVerification, SenderAccount, VerificationEvent
+from .worker import worker_request
+
+
+@admin.register(SenderAccount)
+class SenderAccountAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "phone_number",
+        "is_active",
+        "is_sandbox",
+        "connected_to_worker",
+        "last_used_at",
+        "last_error",
+    ]
+    list_filter = ["is_active", "is_sandbox"]
+    search_fields = ["phone_number", "label", "display_name"]
+    # The session is the account's login: it is never shown or edited here.
+    fields = [
+        "label",
+        "phone_number",
+        "display_name",
+        "telegram_user_id",
+        "is_active",
+        "is_sandbox",
+        "last_error",
+        "last_used_at",
+        "created_at",
+    ]
+    readonly_fields = [
+        "phone_number",
+        "display_name",
+        "telegram_user_id",
+        "is_sandbox",
+        "last_error",
+        "last_used_at",
+        "created_at",
+    ]
+    actions = ["activate", "deactivate"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Accounts are connected by signing in (manage.py telegram_login).
+        return False
+
+    @admin.display(boolean=True, description=_("held by a worker"))
+    def connected_to_worker(self, account: SenderAccount) -> bool:
+        return bool(account.lease_owner)
+
+    @admin.action(description=_("Send codes from the selected accounts"))
+    def activate(self, request: HttpRequest, queryset: QuerySet[SenderAccount]) -> None:
+        queryset.update(is_active=True, last_error="")
+
+    @admin.action(description=_("Stop sending codes from the selected accounts"))
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[SenderAccount]) -> None:
+        queryset.update(is_active=False)
+
+
+class VerificationEventInline(admin.TabularInline):
+    model = VerificationEvent
+    fields = ["created_at", "kind", "actor", "staff_user", "data"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = _("timeline")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PhoneVerification)
+class PhoneVerificationAdmin(admin.ModelAdmin):
+    list_display = [
+        "phone_number",
+        "status",
+        "code_type",
+        "attempts",
+        "resends",
+        "last_error",
+        "user",
+        "review_status",
+        "created_at",
+    ]
+    list_filter = ["status", "review_status", "code_type", "last_error", "region", "created_at"]
+    search_fields = ["phone_number", "user__username", "user__email", "id"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "id",
+        "phone_number",
+        "region",
+        "user",
+        "sender_account",
+        "status",
+        "code_type",
+        "code_length",
+        "next_type",
+        "sent_at",
+        "resend_at",
+        "expires_at",
+        "flood_until",
+        "attempts",
+        "resends",
+        "last_error",
+        "ip_address",
+        "created_at",
+        "finished_at",
+        "reviewed_by",
+        "reviewed_at",
+    ]
+    fields = [*readonly_fields, "review_status", "review_note"]
+    inlines = [VerificationEventInline]
+    actions = ["approve", "reject", "cancel", "export_csv"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def save_model(
+        self, request: HttpRequest, obj: PhoneVerification, form: Any, change: Any
+    ) -> None:
+        if "review_status" in form.changed_data or "review_note" in form.changed_data:
+            services.verification_review(
+                verification=obj,
+                status=obj.review_status,
+                staff_user=request.user,
+                note=obj.review_note,
+            )
+
+    def _review(self, request: HttpRequest, queryset: QuerySet, status: str) -> None:
+        for verification in queryset:
+            services.verification_review(
+                verification=verification, status=status, staff_user=request.user
+            )
+        self.message_user(request, _("%d verifications reviewed.") % queryset.count())
+
+    @admin.action(description=_("Approve selected verifications"))
+    def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._review(request, queryset, PhoneVerification.Review.APPROVED)
+
+    @admin.action(description=_("Reject selected verifications"))
+    def reject(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._review(request, queryset, PhoneVerification.Review.REJECTED)
+
+    @admin.action(description=_("Cancel selected verifications in progress"))
+    def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done = 0
+        for verification in queryset.filter(status__in=PhoneVerification.ACTIVE_STATUSES):
+            verification = services.verification_cancel(
+                verification=verification,
+                actor=VerificationEvent.Actor.STAFF,
+                staff_user=request.user,
+            )
+            async_to_sync(_notify_cancelled)(verification)
+            done += 1
+        self.message_user(request, _("%d verifications cancelled.") % done, messages.SUCCESS)
+
+    @admin.action(description=_("Export selected verifications as CSV"))
+    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="verifications.csv"'
+        writer = csv.writer(response)
+        columns = [
+            "id",
+            "phone_number",
+            "region",
+            "status",
+            "code_type",
+            "attempts",
+            "resends",
+            "last_error",
+            "review_status",
+            "created_at",
+            "finished_at",
+        ]
+        writer.writerow(columns)
+        for row in queryset.values_list(*columns):
+            writer.writerow(row)
+        return response
+
+
+async def _notify_cancelled(verification: PhoneVerification) -> None:
+    """Tell the visitor's open tabs, and have the worker call ``auth.cancelCode``."""
+    layer = get_channel_layer(get_config()["CHANNEL_LAYER"])
+    await layer.group_send(
+        group_name(verification.owner),
+        {"type": "verification.frame", "frame": frame("cancelled", verification)},
+    )
+    await worker_request(verification, "cancel", layer=layer)
