@@ -361,6 +361,8 @@ def verification_attempt_result(
     if not verification.is_active:
         return None, error
     if error is None:
+        # Only wrong codes count as attempts.
+        verification.attempts = max(0, verification.attempts - 1)
         return _finish(
             verification, Status.VERIFIED, kind=Kind.VERIFIED, actor=Actor.TELEGRAM
         ), None

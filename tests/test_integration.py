@@ -1,0 +1,187 @@
+"""The whole path: WebSocket → consumer → channel layer → worker → real Telethon → sandbox (TCP)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+import pytest_asyncio
+from channels.db import database_sync_to_async
+
+from verification import services
+from verification.gateway.telethon_gateway import TelethonGateway
+from verification.models import PhoneVerification
+from verification.sandbox import SandboxThread
+
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.integration,
+]
+
+_sender_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    with SandboxThread(resend_timeout=1, code_lifetime=60) as server:
+        key = tmp_path_factory.mktemp("sandbox") / "sandbox.pem"
+        key.write_text(server.public_key_pem)
+        server.key_file = str(key)
+        yield server
+
+
+@pytest.fixture
+def telethon_settings(settings, sandbox):
+    settings.VERIFICATION = {
+        **settings.VERIFICATION,
+        "GATEWAY": "verification.gateway.telethon_gateway.TelethonGateway",
+        "EMBEDDED_WORKER": True,
+        "EMBEDDED_SANDBOX": False,
+        "TELEGRAM_SERVER": sandbox.address,
+        "TELEGRAM_SERVER_PUBLIC_KEY": sandbox.key_file,
+        "TELEGRAM_API_ID": 1,
+        "TELEGRAM_API_HASH": "sandbox",
+        "ALLOW_TEST_NUMBERS": None,
+        "REQUEST_TIMEOUT": 10,
+    }
+    return settings
+
+
+@pytest_asyncio.fixture
+async def sender(telethon_settings, sandbox):
+    """A sender account signed in to the sandbox through the real gateway."""
+    phone = f"+99966150{next(_sender_numbers):02d}"
+    gateway = TelethonGateway()
+    try:
+        await gateway.login_send_code("test", phone)
+        result = await gateway.login_sign_in("test", sandbox.last_code(phone))
+    finally:
+        await gateway.close_all()
+    return await database_sync_to_async(services.sender_account_save)(result=result)
+
+
+async def send(open_tab, browser_session, phone):
+    tab, state = await open_tab(await browser_session())
+    assert state["verification"] is None
+    await tab.send(type="send_code", phone_number=phone)
+    return tab
+
+
+async def test_send_resend_verify(sender, open_tab, browser_session, sandbox):
+    tab = await send(open_tab, browser_session, "+999 66 2 1234")
+    sent = await tab.receive_until("code_sent")
+    assert sent["verification"]["code"] == {"type": "sms", "length": 5}
+    assert sent["verification"]["next_type"] == "call"
+    await tab.receive_until("resend_available", timeout=5)
+    await tab.send(type="resend")
+    resent = await tab.receive_until("code_sent")
+    assert resent["verification"]["code"]["type"] == "call"
+    assert resent["verification"]["next_type"] is None
+    await tab.send(type="verify", code="11111")
+    wrong = await tab.receive_until("error")
+    assert wrong["code"] == "PHONE_CODE_INVALID"
+    assert wrong["verification"]["attempts_left"] == 4
+    await tab.send(type="verify", code=sandbox.last_code("+9996621234"))
+    verified = await tab.receive_until("verified")
+    assert verified["verification"]["status"] == "verified"
+
+
+async def test_send_cancel_makes_the_code_useless(sender, open_tab, browser_session, sandbox):
+    tab = await send(open_tab, browser_session, "+9996631234")
+    sent = await tab.receive_until("code_sent")
+    await tab.send(type="cancel")
+    await tab.receive_until("cancelled")
+    row = await PhoneVerification.objects.aget(pk=sent["verification"]["id"])
+    # The worker called auth.cancelCode: the sandbox now refuses that hash.
+    gateway = TelethonGateway()
+    await gateway.open(sender.pk, sender.session)
+    try:
+        for _ in range(50):
+            try:
+                await gateway.verify_phone(
+                    sender.pk, row.phone_number, row.phone_code_hash, "33333"
+                )
+            except Exception as exc:
+                if getattr(exc, "code", None) and exc.code.value == "PHONE_CODE_EXPIRED":
+                    break
+                raise
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the cancelled code still verifies")
+    finally:
+        await gateway.close_all()
+
+
+@pytest.mark.parametrize(
+    ("phone", "error", "retry_after"),
+    [
+        ("+9996619001", "FLOOD_WAIT", 30),
+        ("+9996619002", "PHONE_NUMBER_INVALID", None),
+        ("+9996619003", "PHONE_NUMBER_BANNED", None),
+    ],
+)
+async def test_send_scenarios(sender, open_tab, browser_session, phone, error, retry_after):
+    tab = await send(open_tab, browser_session, phone)
+    frame = await tab.receive_until("error")
+    assert frame["code"] == error
+    assert frame.get("retry_after") == retry_after
+    assert frame["verification"]["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("phone", "code", "expected", "code_to_type"),
+    [
+        ("+9996619004", {"type": "app", "length": 5}, "sms", "11111"),
+        ("+9996629005", None, None, "2222"),
+        ("+9996619006", None, None, "11111"),
+        ("+9996619007", None, None, None),
+        ("+9996619008", {"type": "call", "length": 5}, None, "11111"),
+    ],
+)
+async def test_code_type_scenarios(
+    sender, open_tab, browser_session, sandbox, phone, code, expected, code_to_type
+):
+    tab = await send(open_tab, browser_session, phone)
+    sent = await tab.receive_until("code_sent")
+    snapshot = sent["verification"]
+    if code is not None:
+        assert snapshot["code"] == code
+        assert snapshot["next_type"] == expected
+    if phone.endswith("9005"):
+        assert snapshot["code"]["type"] == "missed_call"
+        assert snapshot["code"]["length"] == 4
+        assert snapshot["code"]["prefix"]
+    if phone.endswith("9006"):
+        assert snapshot["code"]["type"] == "fragment_sms"
+        assert snapshot["code"]["url"].startswith("https://fragment.com")
+    if phone.endswith("9007"):
+        assert snapshot["code"]["type"] == "sms_word"
+        word = sandbox.last_code(phone)
+        assert snapshot["code"]["beginning"] == word[0]
+        code_to_type = word
+    if phone.endswith("9008"):
+        await tab.send(type="resend")
+        error = await tab.receive_until("error")
+        assert error["code"] == "SEND_CODE_UNAVAILABLE"
+    await tab.send(type="verify", code=code_to_type)
+    await tab.receive_until("verified")
+
+
+async def test_sandbox_drop_is_survived(sender, open_tab, browser_session, sandbox):
+    tab = await send(open_tab, browser_session, "+9996641234")
+    await tab.receive_until("code_sent")
+    sandbox.drop_connections()
+    await tab.send(type="verify", code="44444")
+    verified = await tab.receive_until("verified", timeout=20)
+    assert verified["verification"]["status"] == "verified"
+
+
+async def test_injected_telegram_error_reaches_the_visitor(
+    sender, open_tab, browser_session, sandbox
+):
+    sandbox.inject_error("account.sendVerifyPhoneCode", "PHONE_NUMBER_FLOOD", code=400)
+    tab = await send(open_tab, browser_session, "+9996651234")
+    error = await tab.receive_until("error")
+    assert error["code"] == "PHONE_NUMBER_FLOOD"
