@@ -348,17 +348,42 @@ class _Sender:
         self._service_or_call(msg_id, obj)
 
     def _service_or_call(self, msg_id: int, obj: object) -> None:
+        after: list[int] = []
+        # Clients may wrap anything, even service requests (Telethon adds invokeWithoutUpdates).
+        while isinstance(obj, TLRequest):
+            if isinstance(obj, functions.InvokeWithLayerRequest):
+                self.session.layer = obj.layer
+            if isinstance(obj, functions.InvokeAfterMsgRequest):
+                after.append(obj.msg_id)
+            elif isinstance(obj, functions.InvokeAfterMsgsRequest):
+                after.extend(obj.msg_ids)
+            elif not isinstance(obj, WRAPPERS):
+                break
+            obj = obj.query
+        if not self._service(msg_id, obj) and isinstance(obj, TLRequest):
+            self._call(msg_id, obj, after)
+        elif not isinstance(obj, TLRequest):
+            logger.debug("Sandbox: ignoring %s", type(obj).__name__)
+
+    def _service(self, msg_id: int, obj: object) -> bool:
+        """Handle a service message (spec: service_messages); False for an API call."""
         server, connection = self.server, self.connection
-        if isinstance(obj, types.MsgsAck | types.HttpWait | types.MsgResendReq):
-            return
-        if isinstance(obj, types.MsgsAllInfo | types.MsgDetailedInfo | types.MsgNewDetailedInfo):
-            return
+        if isinstance(
+            obj,
+            types.MsgsAck
+            | types.HttpWait
+            | types.MsgResendReq
+            | types.MsgsAllInfo
+            | types.MsgDetailedInfo
+            | types.MsgNewDetailedInfo,
+        ):
+            return True
         if isinstance(obj, functions.PingRequest | functions.PingDelayDisconnectRequest):
             pong = types.Pong(msg_id=msg_id, ping_id=obj.ping_id)
             self.outbox.append(Outgoing(bytes(pong)))
             if isinstance(obj, functions.PingDelayDisconnectRequest):
                 connection._schedule_disconnect(obj.disconnect_delay)
-            return
+            return True
         if isinstance(obj, functions.GetFutureSaltsRequest):
             salts = server.salts.future(self.key_id, max(1, min(obj.num, 64)))
             answer = types.FutureSalts(
@@ -367,41 +392,28 @@ class _Sender:
                 salts=[types.FutureSalt(s.valid_since, s.valid_until, s.salt) for s in salts],
             )
             self.outbox.append(Outgoing(bytes(answer)))
-            return
+            return True
         if isinstance(obj, functions.DestroySessionRequest):
             existed = server.destroy_session(self.key_id, obj.session_id)
             cls = types.DestroySessionOk if existed else types.DestroySessionNone
-            self.outbox.append(Outgoing(bytes(cls(session_id=obj.session_id))))
-            return
+            # As an rpc_result: Telethon's bare-message handler misses wrapped requests.
+            self._rpc_result(msg_id, bytes(cls(session_id=obj.session_id)))
+            return True
         if isinstance(obj, functions.DestroyAuthKeyRequest):
             server.store.forget(self.record)
             self.outbox.append(Outgoing(bytes(types.DestroyAuthKeyOk())))
-            return
+            return True
         if isinstance(obj, types.MsgsStateReq):
             info = "".join(chr(4 if m in self.session.seen else 2) for m in obj.msg_ids)
             answer = types.MsgsStateInfo(req_msg_id=msg_id, info=info)
             self.outbox.append(Outgoing(bytes(answer)))
-            return
+            return True
         if isinstance(obj, functions.RpcDropAnswerRequest):
             self._rpc_result(msg_id, bytes(types.RpcAnswerUnknown()))
-            return
-        if isinstance(obj, TLRequest):
-            self._call(msg_id, obj)
-            return
-        logger.debug("Sandbox: ignoring %s", type(obj).__name__)
+            return True
+        return False
 
-    def _call(self, msg_id: int, request: TLRequest) -> None:
-        after: list[int] = []
-        while True:
-            if isinstance(request, functions.InvokeWithLayerRequest):
-                self.session.layer = request.layer
-            if isinstance(request, functions.InvokeAfterMsgRequest):
-                after.append(request.msg_id)
-            elif isinstance(request, functions.InvokeAfterMsgsRequest):
-                after.extend(request.msg_ids)
-            elif not isinstance(request, WRAPPERS):
-                break
-            request = request.query
+    def _call(self, msg_id: int, request: TLRequest, after: list[int]) -> None:
         name = tl_name(request)
         delay = self.server._take_delay(name)
         waits = [self.session.pending[m] for m in after if m in self.session.pending]
