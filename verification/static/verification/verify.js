@@ -1,0 +1,924 @@
+// The visitor's verification page: a thin view of the server's state, kept live over a WebSocket
+// (protocol v1, docs/protocol.md). The server owns every decision and every deadline; this script
+// renders the latest snapshot, counts the server's timers down locally and sends the visitor's
+// actions. Reload, reconnect and a second tab all resume from the snapshot the server sends.
+
+const FALLBACK_STRINGS = {
+  send_code: "Send code",
+  send_new_code: "Send a new code",
+  sending: "Sending code…",
+  send_code_wait: "Send code in {time}",
+  retry_in: "Try again in {time}.",
+  phone_required: "Enter your phone number, with its country code.",
+  code_required: "Enter the code.",
+  code_wrong_length: "The code has {length} characters.",
+  verifying: "Checking the code…",
+  code_app: "We sent the code to your Telegram app on another device.",
+  code_sms: "We sent an SMS with the code to {phone}.",
+  code_call: "Telegram is calling {phone}. Listen for the code.",
+  code_flash_call: "Telegram will call {phone}; the code is the calling number.",
+  code_missed_call:
+    "You will get a missed call from a number starting with {prefix}. Enter its last {length} digits.",
+  code_email: "We sent the code to your email.",
+  code_fragment_sms: "Get the code for {phone} in Anonymous Numbers on Fragment.",
+  code_firebase_sms: "We sent an SMS with a {length}-digit code.",
+  code_sms_word: "Enter the word from the SMS (it starts with “{beginning}”).",
+  code_sms_word_plain: "Enter the word from the SMS.",
+  code_sms_phrase: "Enter the phrase from the SMS (it starts with “{beginning}”).",
+  code_sms_phrase_plain: "Enter the phrase from the SMS.",
+  code_unknown: "We sent you a code for {phone}.",
+  countdown_call: "Telegram will call you in {time}",
+  countdown_sms: "Send the code by SMS in {time}",
+  countdown_missed_call: "Get a missed call in {time}",
+  countdown_flash_call: "Get a call in {time}",
+  countdown_fragment_sms: "Get the code on Fragment in {time}",
+  resend_sms: "Send the code by SMS",
+  resend_call: "Call me instead",
+  resend_missed_call: "Give me a missed call instead",
+  resend_flash_call: "Call me instead",
+  resend_fragment_sms: "Get the code on Fragment",
+  resend_requesting: "Asking Telegram for another code…",
+  resend_ready: "Didn’t get the code? You can now choose “{action}”.",
+  expires: "Code valid for {time}",
+  attempts_left_any: "Attempts left: {count}",
+  attempts_left: {},
+  status_cancelled: "Verification cancelled.",
+  status_expired: "The code expired. Send a new code to try again.",
+  status_failed: "This verification did not succeed. Send a new code to try again.",
+  verified_announce: "Phone number {phone} verified.",
+  connecting: "Connecting…",
+  reconnecting: "Reconnecting…",
+  not_connected: "Not connected to the server right now. Reconnecting…",
+  websocket_unavailable:
+    "Live updates are unavailable: this page needs WebSockets. Check your connection, allow WebSockets or try another browser, then reload the page.",
+  error_fallback: "Something went wrong. Please try again.",
+};
+
+// Code types whose code is typed as digits (and may be auto-submitted once complete).
+const DIGIT_TYPES = new Set([
+  "app",
+  "sms",
+  "call",
+  "flash_call",
+  "missed_call",
+  "fragment_sms",
+  "firebase_sms",
+]);
+const PHONE_ERRORS = new Set([
+  "PHONE_NUMBER_INVALID",
+  "PHONE_NUMBER_BANNED",
+  "PHONE_NUMBER_FLOOD",
+  "PHONE_NUMBER_NOT_ALLOWED",
+]);
+const CODE_ERRORS = new Set(["PHONE_CODE_EMPTY", "PHONE_CODE_INVALID", "PHONE_CODE_EXPIRED"]);
+const RESEND_ERRORS = new Set(["RESEND_NOT_AVAILABLE", "SEND_CODE_UNAVAILABLE"]);
+// Countdown seconds read out to screen readers; every other second is only shown.
+const ANNOUNCE_AT = new Set([60, 30, 10]);
+const PREFILL_STATUSES = new Set(["sending", "expired", "failed"]);
+const FIRST_CONNECT_TRIES = 3;
+const MAX_BACKOFF_SECONDS = 15;
+
+const $ = (id) => document.getElementById(id);
+const root = document.documentElement;
+const app = $("verification");
+
+const el = {
+  card: $("verification-card"),
+  connection: $("connection-message"),
+  status: $("status-message"),
+  alert: $("verification-alert"),
+  announcer: $("verification-announcer"),
+  steps: { number: $("step-number"), code: $("step-code"), done: $("step-done") },
+  titles: { number: $("number-title"), code: $("code-title"), done: $("done-title") },
+  numberForm: $("number-form"),
+  phoneInput: $("phone-input"),
+  phoneError: $("phone-error"),
+  sendCode: $("send-code"),
+  codePhone: $("code-phone"),
+  changeNumber: $("change-number"),
+  codeDescription: $("code-description"),
+  fragmentRow: $("fragment-row"),
+  fragmentLink: $("fragment-link"),
+  codeForm: $("code-form"),
+  codePrefix: $("code-prefix"),
+  codeInput: $("code-input"),
+  codeError: $("code-error"),
+  sendNewCode: $("send-new-code"),
+  verifyCode: $("verify-code"),
+  countdown: $("countdown"),
+  resend: $("resend"),
+  resendError: $("resend-error"),
+  expires: $("expires"),
+  cancel: $("cancel"),
+  verifiedNumber: $("verified-number"),
+  verifyAnother: $("verify-another"),
+};
+
+const strings = loadStrings();
+
+function loadStrings() {
+  const merged = { ...FALLBACK_STRINGS };
+  const node = $("verification-strings");
+  if (node) {
+    try {
+      Object.assign(merged, JSON.parse(node.textContent));
+    } catch {
+      // Keep the fallbacks: a broken translation must not break the page.
+    }
+  }
+  return merged;
+}
+
+function format(template, params = {}) {
+  return String(template).replace(/\{(\w+)\}/g, (match, name) =>
+    name in params ? String(params[name]) : match,
+  );
+}
+
+function t(key, params) {
+  return format(strings[key] ?? FALLBACK_STRINGS[key] ?? key, params);
+}
+
+// Fills `node` with a translated sentence, emphasising the substituted values (the number, the
+// prefix) without ever parsing them as HTML.
+function fillEmphasised(node, template, params) {
+  node.replaceChildren();
+  const pattern = /\{(\w+)\}/g;
+  let last = 0;
+  for (const match of template.matchAll(pattern)) {
+    const [placeholder, name] = match;
+    node.append(template.slice(last, match.index));
+    if (name in params) {
+      const strong = document.createElement("strong");
+      strong.className = "verification-nowrap";
+      strong.dir = "ltr";
+      strong.textContent = String(params[name]);
+      node.append(strong);
+    } else {
+      node.append(placeholder);
+    }
+    last = match.index + placeholder.length;
+  }
+  node.append(template.slice(last));
+}
+
+function clock(seconds) {
+  const s = Math.max(0, Math.ceil(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+const now = () => performance.now();
+const deadlineIn = (seconds) => (seconds == null ? null : now() + Number(seconds) * 1000);
+const secondsLeft = (deadline) =>
+  deadline == null ? 0 : Math.max(0, Math.ceil((deadline - now()) / 1000));
+
+function attemptsText(count) {
+  const forms = strings.attempts_left || {};
+  return forms[String(count)] ?? t("attempts_left_any", { count });
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+const state = {
+  snapshot: null, // the latest `verification` the server sent (or null)
+  received: false, // a first `state` frame arrived
+  step: null,
+  dismissedId: null, // a finished/abandoned verification the visitor moved on from
+  sendPending: false,
+  verifyPending: false,
+  resendPending: false,
+  lastAction: null,
+  resendDeadline: null,
+  expiresDeadline: null,
+  sendBlockedUntil: null,
+  verifyBlockedUntil: null,
+  resendUnavailableId: null,
+  codeExpiredId: null,
+  codeKey: null, // which code the input is configured for
+  lastSubmittedCode: null,
+  lastAnnouncedSecond: null,
+  resendWasShown: false,
+  errors: new Map(), // element -> {message, extra, until}
+};
+
+function visibleSnapshot() {
+  const v = state.snapshot;
+  return v && v.id !== state.dismissedId ? v : null;
+}
+
+function stepFor(v) {
+  if (!v) return "number";
+  if (v.status === "verified") return "done";
+  // A resend briefly reports `sending` while the previous code is still on screen.
+  if (v.status === "code_sent" || (v.status === "sending" && v.code)) return "code";
+  return "number";
+}
+
+function acceptSnapshot(v) {
+  const previous = state.snapshot;
+  state.snapshot = v ?? null;
+  if (!v) {
+    state.resendDeadline = null;
+    state.expiresDeadline = null;
+    return;
+  }
+  if (!previous || previous.id !== v.id) {
+    state.resendUnavailableId = null;
+    state.codeExpiredId = null;
+    state.verifyPending = false;
+    state.resendPending = false;
+  }
+  state.resendDeadline = deadlineIn(v.resend_in);
+  state.expiresDeadline = deadlineIn(v.expires_in);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages and announcements
+
+// Clearing a live region first makes a repeated message be read again.
+function speak(region, text) {
+  region.textContent = "";
+  setTimeout(() => {
+    region.textContent = text;
+  }, 60);
+}
+
+const announce = (text) => speak(el.announcer, text);
+const alertNow = (text) => speak(el.alert, text);
+
+function inputFor(errorEl) {
+  if (errorEl === el.phoneError) return el.phoneInput;
+  if (errorEl === el.codeError) return el.codeInput;
+  return null;
+}
+
+function showError(errorEl, message, { retryAfter = null, extra = "" } = {}) {
+  state.errors.set(errorEl, {
+    message,
+    extra,
+    until: retryAfter ? deadlineIn(retryAfter) : null,
+  });
+  paintError(errorEl);
+  const input = inputFor(errorEl);
+  if (input) input.setAttribute("aria-invalid", "true");
+  alertNow([message, extra].filter(Boolean).join(" "));
+}
+
+function paintError(errorEl) {
+  const error = state.errors.get(errorEl);
+  if (!error) return;
+  const parts = [error.message];
+  if (error.extra) parts.push(error.extra);
+  if (error.until != null) {
+    const left = secondsLeft(error.until);
+    if (left > 0) parts.push(t("retry_in", { time: clock(left) }));
+  }
+  const text = parts.join(" ");
+  if (errorEl.textContent !== text) errorEl.textContent = text;
+  errorEl.classList.add("is-error");
+  errorEl.hidden = false;
+}
+
+function clearError(errorEl) {
+  state.errors.delete(errorEl);
+  errorEl.hidden = true;
+  errorEl.textContent = "";
+  errorEl.classList.remove("is-error");
+  const input = inputFor(errorEl);
+  if (input) input.removeAttribute("aria-invalid");
+}
+
+function clearErrors() {
+  for (const errorEl of [el.phoneError, el.codeError, el.resendError, el.status]) {
+    clearError(errorEl);
+  }
+}
+
+function showStatus(text, { announceIt = true } = {}) {
+  state.errors.delete(el.status);
+  el.status.classList.remove("is-error");
+  el.status.textContent = text;
+  el.status.hidden = !text;
+  if (text && announceIt) announce(text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+function render({ focus = true } = {}) {
+  const v = visibleSnapshot();
+  const step = stepFor(v);
+  const changed = step !== state.step;
+  state.step = step;
+  root.dataset.verificationState = step;
+  el.card.removeAttribute("aria-busy");
+  for (const [name, section] of Object.entries(el.steps)) section.hidden = name !== step;
+
+  if (step === "number") renderNumber(v, changed);
+  else if (step === "code") renderCode(v);
+  else renderDone(v);
+
+  tick();
+  if (changed && focus) focusStep(step);
+}
+
+function focusStep(step) {
+  if (step === "number") {
+    el.phoneInput.focus();
+    el.phoneInput.select();
+  } else if (step === "code") {
+    if (!el.codeInput.disabled) el.codeInput.focus();
+    else el.titles.code.focus();
+  } else {
+    el.titles.done.focus();
+  }
+}
+
+function renderNumber(v, changed) {
+  const sending = state.sendPending || (v && v.status === "sending");
+  // Another tab's send, or a verification that ended without success: show its number again.
+  const prefill = v && (v.status === "sending" || (changed && PREFILL_STATUSES.has(v.status)));
+  if (prefill) {
+    el.phoneInput.value = v.phone_number;
+  }
+  el.phoneInput.readOnly = Boolean(sending);
+  el.numberForm.setAttribute("aria-busy", sending ? "true" : "false");
+  el.sendCode.classList.toggle("is-busy", Boolean(sending));
+}
+
+function codeDescription(v) {
+  const code = v.code || {};
+  const params = {
+    phone: v.phone_number,
+    length: code.length ?? "",
+    prefix: code.prefix ?? "",
+    beginning: code.beginning ?? "",
+  };
+  switch (code.type) {
+    case "sms_word":
+    case "sms_phrase":
+      return [t(code.beginning ? `code_${code.type}` : `code_${code.type}_plain`), params];
+    case "app":
+    case "sms":
+    case "call":
+    case "flash_call":
+    case "missed_call":
+    case "email":
+    case "fragment_sms":
+    case "firebase_sms":
+      return [strings[`code_${code.type}`] ?? FALLBACK_STRINGS[`code_${code.type}`], params];
+    default:
+      return [t("code_unknown"), params];
+  }
+}
+
+function codeShape(v) {
+  const code = v.code || {};
+  const digits = DIGIT_TYPES.has(code.type);
+  const length = Number(code.length) > 0 ? Number(code.length) : null;
+  return { type: code.type, digits, length, autoSubmit: digits && length !== null };
+}
+
+function renderCode(v) {
+  const shape = codeShape(v);
+  el.codePhone.textContent = v.phone_number;
+  const [template, params] = codeDescription(v);
+  fillEmphasised(el.codeDescription, template, params);
+
+  const fragmentUrl = v.code && v.code.type === "fragment_sms" ? v.code.url : null;
+  el.fragmentRow.hidden = !fragmentUrl;
+  if (fragmentUrl) el.fragmentLink.href = fragmentUrl;
+
+  const key = [v.id, shape.type, shape.length, v.code && v.code.prefix].join("|");
+  if (key !== state.codeKey) {
+    state.codeKey = key;
+    state.lastSubmittedCode = null;
+    configureCodeInput(v, shape);
+  }
+  const expired = state.codeExpiredId === v.id;
+  el.codeInput.disabled = expired;
+  el.codeInput.readOnly = state.verifyPending;
+  el.codeForm.setAttribute("aria-busy", state.verifyPending ? "true" : "false");
+  el.sendNewCode.hidden = !expired;
+  el.verifyCode.hidden = shape.autoSubmit || expired;
+  el.verifyCode.classList.toggle("is-busy", state.verifyPending);
+}
+
+function configureCodeInput(v, shape) {
+  const input = el.codeInput;
+  input.value = "";
+  if (shape.digits) {
+    input.inputMode = "numeric";
+    input.setAttribute("pattern", "[0-9]*");
+  } else {
+    input.inputMode = "text";
+    input.removeAttribute("pattern");
+  }
+  if (shape.length) {
+    input.maxLength = shape.length;
+    input.style.setProperty("--code-length", String(shape.length));
+    input.classList.add("is-sized");
+  } else {
+    input.removeAttribute("maxlength");
+    input.style.removeProperty("--code-length");
+    input.classList.remove("is-sized");
+  }
+  const prefix = v.code && v.code.type === "missed_call" ? v.code.prefix : null;
+  el.codePrefix.hidden = !prefix;
+  el.codePrefix.textContent = prefix || "";
+  clearError(el.codeError);
+}
+
+function renderDone(v) {
+  el.verifiedNumber.textContent = v.phone_number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers: the server's deadlines, counted down locally and resynced on every frame.
+
+function resendLabel(nextType) {
+  return `resend_${nextType}` in strings ? t(`resend_${nextType}`) : t("resend_sms");
+}
+
+function countdownText(nextType, seconds) {
+  const key = `countdown_${nextType}` in strings ? `countdown_${nextType}` : "countdown_sms";
+  return t(key, { time: clock(seconds) });
+}
+
+function tick() {
+  const v = visibleSnapshot();
+  const nowMs = now();
+
+  // Send button: disabled while Telegram or our limits ask us to wait.
+  const sendWait =
+    state.sendBlockedUntil && state.sendBlockedUntil > nowMs ? secondsLeft(state.sendBlockedUntil) : 0;
+  if (!sendWait) state.sendBlockedUntil = null;
+  const sending = state.sendPending || (v && v.status === "sending" && !v.code);
+  const expiredNumber = v && ["expired", "failed"].includes(v.status);
+  let sendLabel = expiredNumber ? t("send_new_code") : t("send_code");
+  if (sending) sendLabel = t("sending");
+  else if (sendWait) sendLabel = t("send_code_wait", { time: clock(sendWait) });
+  setText(el.sendCode, sendLabel);
+  el.sendCode.disabled = Boolean(sending || sendWait);
+
+  for (const errorEl of state.errors.keys()) paintError(errorEl);
+
+  if (state.step === "code" && v) tickCode(v);
+}
+
+function tickCode(v) {
+  const nextType = v.next_type;
+  const resendHidden =
+    !nextType || state.resendUnavailableId === v.id || state.codeExpiredId === v.id;
+  if (resendHidden) {
+    setText(el.countdown, "");
+    el.resend.hidden = true;
+    state.resendWasShown = false;
+  } else if (state.resendPending || (v.status === "sending" && v.code)) {
+    setText(el.countdown, t("resend_requesting"));
+    el.resend.hidden = true;
+  } else {
+    const left = secondsLeft(state.resendDeadline);
+    if (left > 0) {
+      const text = countdownText(nextType, left);
+      setText(el.countdown, text);
+      el.resend.hidden = true;
+      state.resendWasShown = false;
+      if (ANNOUNCE_AT.has(left) && state.lastAnnouncedSecond !== left) {
+        state.lastAnnouncedSecond = left;
+        announce(text);
+      }
+    } else {
+      setText(el.countdown, "");
+      const label = resendLabel(nextType);
+      setText(el.resend, label);
+      const wasHidden = el.resend.hidden;
+      el.resend.hidden = false;
+      if (wasHidden && !state.resendWasShown) {
+        state.resendWasShown = true;
+        announce(t("resend_ready", { action: label }));
+      }
+    }
+  }
+
+  const expiresLeft = secondsLeft(state.expiresDeadline);
+  setText(el.expires, expiresLeft > 0 ? t("expires", { time: clock(expiresLeft) }) : "");
+
+  const verifyWait = secondsLeft(state.verifyBlockedUntil);
+  if (!verifyWait) state.verifyBlockedUntil = null;
+  el.verifyCode.disabled = Boolean(verifyWait) || state.verifyPending;
+}
+
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+setInterval(tick, 250);
+
+// ---------------------------------------------------------------------------------------------
+// Frames from the server
+
+function onFrame(frame) {
+  if (!frame || typeof frame !== "object") return;
+  const hasSnapshot = Object.hasOwn(frame, "verification");
+  const previousStatus = visibleSnapshot()?.status;
+  switch (frame.type) {
+    case "state": {
+      const first = !state.received;
+      state.received = true;
+      acceptSnapshot(frame.verification);
+      state.sendPending = false;
+      if (first) {
+        const v = visibleSnapshot();
+        if (v && v.status === "expired") showStatus(t("status_expired"), { announceIt: false });
+        if (v && v.status === "failed") showStatus(t("status_failed"), { announceIt: false });
+      }
+      render();
+      break;
+    }
+    case "code_sent": {
+      const wasCode = state.step === "code";
+      acceptSnapshot(frame.verification);
+      state.sendPending = false;
+      state.resendPending = false;
+      state.verifyPending = false;
+      state.resendUnavailableId = null;
+      state.codeExpiredId = null;
+      state.lastAnnouncedSecond = null;
+      state.resendWasShown = false;
+      clearErrors();
+      showStatus("", { announceIt: false });
+      render();
+      if (wasCode && state.step === "code") {
+        // A new delivery (e.g. the call after the SMS): say where the code went now.
+        announce(el.codeDescription.textContent);
+        if (!el.codeInput.disabled) el.codeInput.focus();
+      }
+      break;
+    }
+    case "resend_available":
+      if (hasSnapshot) acceptSnapshot(frame.verification);
+      state.resendDeadline = now();
+      render();
+      break;
+    case "verified":
+      acceptSnapshot(frame.verification);
+      state.verifyPending = false;
+      clearErrors();
+      showStatus("", { announceIt: false });
+      render();
+      if (frame.verification) announce(t("verified_announce", { phone: frame.verification.phone_number }));
+      break;
+    case "cancelled":
+    case "expired": {
+      const id = frame.verification?.id;
+      const dismissed = id && id === state.dismissedId;
+      acceptSnapshot(frame.verification);
+      state.verifyPending = false;
+      state.resendPending = false;
+      if (!dismissed && previousStatus !== frame.verification?.status) {
+        clearErrors();
+        if (frame.type === "cancelled") el.phoneInput.value = "";
+        render();
+        showStatus(t(frame.type === "cancelled" ? "status_cancelled" : "status_expired"));
+      } else {
+        render();
+      }
+      break;
+    }
+    case "error":
+      onError(frame, hasSnapshot);
+      break;
+    default:
+      // Unknown frame types are additions from a newer server: ignore them.
+      break;
+  }
+}
+
+function errorTarget(code) {
+  if (PHONE_ERRORS.has(code)) return "phone";
+  if (CODE_ERRORS.has(code)) return "code";
+  if (RESEND_ERRORS.has(code)) return "resend";
+  if (code === "TOO_MANY_ATTEMPTS") return "status";
+  switch (state.lastAction) {
+    case "send_code":
+      return "phone";
+    case "verify":
+      return "code";
+    case "resend":
+      return "resend";
+    default:
+      return "status";
+  }
+}
+
+function onError(frame, hasSnapshot) {
+  const code = String(frame.code || "INTERNAL");
+  const message = frame.message || t("error_fallback");
+  const retryAfter = Number(frame.retry_after) > 0 ? Number(frame.retry_after) : null;
+  const action = state.lastAction;
+  if (hasSnapshot) acceptSnapshot(frame.verification);
+  const target = errorTarget(code);
+  state.sendPending = false;
+  state.verifyPending = false;
+  state.resendPending = false;
+
+  const v = visibleSnapshot();
+  if (code === "TOO_MANY_ATTEMPTS" && v && stepFor(v) === "code") {
+    // The server ended this verification; go back to the number with it prefilled.
+    state.dismissedId = v.id;
+    el.phoneInput.value = v.phone_number;
+  }
+  if (code === "PHONE_CODE_EXPIRED" && v) state.codeExpiredId = v.id;
+  if (code === "SEND_CODE_UNAVAILABLE" && v) state.resendUnavailableId = v.id;
+  if (code === "RESEND_NOT_AVAILABLE" && retryAfter) state.resendDeadline = deadlineIn(retryAfter);
+  if ((code === "FLOOD_WAIT" || code === "RATE_LIMITED") && retryAfter) {
+    if (action === "verify") state.verifyBlockedUntil = deadlineIn(retryAfter);
+    else if (action === "resend") state.resendDeadline = deadlineIn(retryAfter);
+    else if (target === "phone" || target === "status") state.sendBlockedUntil = deadlineIn(retryAfter);
+  }
+  if (code === "NO_ACTIVE_VERIFICATION") send({ type: "state" }, { quiet: true });
+
+  render({ focus: false });
+
+  // Show the error next to its cause when that is on screen, else at the top of the card.
+  const onScreen = { phone: "number", code: "code", resend: "code" };
+  switch (onScreen[target] === state.step ? target : "status") {
+    case "phone":
+      showError(el.phoneError, message, { retryAfter });
+      if (state.step === "number") {
+        el.phoneInput.focus();
+        el.phoneInput.select();
+      }
+      break;
+    case "code": {
+      let extra = "";
+      if (code === "PHONE_CODE_INVALID" && v && v.attempts_left != null) {
+        extra = attemptsText(v.attempts_left);
+      }
+      if (code === "PHONE_CODE_INVALID" || code === "PHONE_CODE_EMPTY") {
+        el.codeInput.value = "";
+        state.lastSubmittedCode = null;
+      }
+      showError(el.codeError, message, { retryAfter, extra });
+      if (state.step === "code") {
+        if (code === "PHONE_CODE_EXPIRED") el.sendNewCode.focus();
+        else if (!el.codeInput.disabled) el.codeInput.focus();
+      }
+      break;
+    }
+    case "resend":
+      showError(el.resendError, message, {
+        retryAfter: code === "RESEND_NOT_AVAILABLE" ? null : retryAfter,
+      });
+      break;
+    default:
+      showError(el.status, message, { retryAfter });
+      if (state.step === "number" && code === "TOO_MANY_ATTEMPTS") el.phoneInput.focus();
+  }
+  tick();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Visitor actions
+
+function send(message, { quiet = false } = {}) {
+  if (!socket || socket.readyState !== WebSocket.OPEN) {
+    if (!quiet) showConnection(t("not_connected"), { announceIt: true });
+    return false;
+  }
+  socket.send(JSON.stringify(message));
+  if (message.type !== "state") state.lastAction = message.type;
+  return true;
+}
+
+function sendCode(phone) {
+  clearErrors();
+  showStatus("", { announceIt: false });
+  if (!phone) {
+    showError(el.phoneError, t("phone_required"));
+    el.phoneInput.focus();
+    return;
+  }
+  if (state.sendBlockedUntil && secondsLeft(state.sendBlockedUntil) > 0) return;
+  if (send({ type: "send_code", phone_number: phone })) {
+    state.sendPending = true;
+    render({ focus: false });
+  }
+}
+
+el.numberForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sendCode(el.phoneInput.value.trim());
+});
+
+el.phoneInput.addEventListener("input", () => {
+  if (state.errors.has(el.phoneError) && !state.errors.get(el.phoneError).until) {
+    clearError(el.phoneError);
+  }
+});
+
+function normalisedCode() {
+  const v = visibleSnapshot();
+  if (!v) return "";
+  const shape = codeShape(v);
+  const raw = el.codeInput.value;
+  return shape.digits ? raw.replace(/\D/g, "") : raw.trim().replace(/\s+/g, " ");
+}
+
+function submitCode({ auto = false } = {}) {
+  const v = visibleSnapshot();
+  if (!v || state.verifyPending || state.codeExpiredId === v.id) return;
+  if (secondsLeft(state.verifyBlockedUntil) > 0) return;
+  const shape = codeShape(v);
+  const code = normalisedCode();
+  if (!code) {
+    if (!auto) showError(el.codeError, t("code_required"));
+    return;
+  }
+  if (shape.digits && shape.length && code.length !== shape.length) {
+    if (!auto) showError(el.codeError, t("code_wrong_length", { length: shape.length }));
+    return;
+  }
+  if (auto && code === state.lastSubmittedCode) return;
+  if (send({ type: "verify", code })) {
+    state.lastSubmittedCode = code;
+    state.verifyPending = true;
+    clearError(el.codeError);
+    render({ focus: false });
+  }
+}
+
+el.codeForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  submitCode();
+});
+
+el.codeInput.addEventListener("paste", (event) => {
+  const v = visibleSnapshot();
+  if (!v) return;
+  const shape = codeShape(v);
+  const pasted = event.clipboardData?.getData("text") ?? "";
+  if (!shape.digits) return;
+  event.preventDefault();
+  let digits = pasted.replace(/\D/g, "");
+  if (shape.length && digits.length > shape.length) {
+    // A missed call's code is the end of the calling number; anything else starts the paste.
+    digits =
+      shape.type === "missed_call" ? digits.slice(-shape.length) : digits.slice(0, shape.length);
+  }
+  el.codeInput.value = digits;
+  el.codeInput.dispatchEvent(new Event("input", { bubbles: true }));
+});
+
+el.codeInput.addEventListener("input", () => {
+  const v = visibleSnapshot();
+  if (!v) return;
+  const shape = codeShape(v);
+  if (shape.digits) {
+    let digits = el.codeInput.value.replace(/\D/g, "");
+    if (shape.length) digits = digits.slice(0, shape.length);
+    if (digits !== el.codeInput.value) el.codeInput.value = digits;
+  }
+  if (state.errors.has(el.codeError) && !state.errors.get(el.codeError).until) {
+    clearError(el.codeError);
+  }
+  if (shape.autoSubmit && el.codeInput.value.length === shape.length) submitCode({ auto: true });
+});
+
+el.resend.addEventListener("click", () => {
+  clearError(el.resendError);
+  if (send({ type: "resend" })) {
+    state.resendPending = true;
+    tick();
+    el.codeInput.focus();
+  }
+});
+
+el.sendNewCode.addEventListener("click", () => {
+  const v = visibleSnapshot();
+  if (!v) return;
+  if (send({ type: "send_code", phone_number: v.phone_number })) {
+    state.sendPending = true;
+    clearErrors();
+  }
+});
+
+el.changeNumber.addEventListener("click", () => {
+  const v = visibleSnapshot();
+  if (!v) return;
+  if (!send({ type: "cancel" })) return;
+  // Leave the code step at once; the `cancelled` frame that follows is expected, not news.
+  state.dismissedId = v.id;
+  clearErrors();
+  showStatus("", { announceIt: false });
+  el.phoneInput.value = v.phone_number;
+  render();
+});
+
+el.cancel.addEventListener("click", () => {
+  send({ type: "cancel" });
+});
+
+el.verifyAnother.addEventListener("click", () => {
+  const v = visibleSnapshot();
+  if (v) state.dismissedId = v.id;
+  clearErrors();
+  showStatus("", { announceIt: false });
+  el.phoneInput.value = "";
+  render();
+});
+
+document.addEventListener("visibilitychange", () => {
+  // Background tabs throttle timers; ask for fresh numbers when the visitor comes back.
+  if (document.visibilityState === "visible") send({ type: "state" }, { quiet: true });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Connection
+
+let socket = null;
+let failures = 0;
+let everOpened = false;
+let reconnectTimer = null;
+let connectingNotice = null;
+
+function showConnection(text, { announceIt = false } = {}) {
+  el.connection.textContent = text;
+  el.connection.hidden = !text;
+  if (text && announceIt) announce(text);
+}
+
+function socketUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const path = app.dataset.websocketPath || "/ws/verification/";
+  return `${scheme}//${location.host}${path}`;
+}
+
+function websocketUnavailable() {
+  clearTimeout(connectingNotice);
+  showConnection(t("websocket_unavailable"), { announceIt: true });
+  el.connection.classList.add("is-error");
+  if (!state.received) {
+    // Nothing can be sent; show the first step so the page is not blank.
+    render({ focus: false });
+  }
+}
+
+function connect() {
+  reconnectTimer = null;
+  try {
+    socket = new WebSocket(socketUrl());
+  } catch {
+    scheduleReconnect();
+    return;
+  }
+  socket.addEventListener("open", () => {
+    clearTimeout(connectingNotice);
+    failures = 0;
+    everOpened = true;
+    root.dataset.connection = "open";
+    el.connection.classList.remove("is-error");
+    showConnection("");
+  });
+  socket.addEventListener("message", (event) => {
+    let frame;
+    try {
+      frame = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    onFrame(frame);
+  });
+  socket.addEventListener("close", () => {
+    root.dataset.connection = "closed";
+    socket = null;
+    state.sendPending = false;
+    state.verifyPending = false;
+    state.resendPending = false;
+    if (state.received) render({ focus: false });
+    scheduleReconnect();
+  });
+}
+
+function scheduleReconnect() {
+  failures += 1;
+  if (!everOpened && failures >= FIRST_CONNECT_TRIES) websocketUnavailable();
+  else if (everOpened) showConnection(t("reconnecting"), { announceIt: failures === 1 });
+  const delay = Math.min(MAX_BACKOFF_SECONDS, 2 ** (failures - 1));
+  if (!reconnectTimer) reconnectTimer = setTimeout(connect, delay * 1000);
+}
+
+root.dataset.connection = "closed";
+el.card.setAttribute("aria-busy", "true");
+if (typeof WebSocket === "undefined") {
+  websocketUnavailable();
+} else {
+  // Only say "Connecting…" when it takes long enough to be noticed.
+  connectingNotice = setTimeout(() => showConnection(t("connecting")), 1000);
+  connect();
+}
