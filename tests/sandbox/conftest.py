@@ -109,3 +109,9 @@ async def signed_in(
         return client
 
     return factory
+
+
+@pytest.fixture
+def new_client() -> Callable[..., TelegramClient]:
+    """``new_client(port, session=None, connection=...)``: an unconnected, app-configured client."""
+    return make_client

@@ -1,0 +1,102 @@
+"""The Python API: inbox, subscribe, logging, state file persistence, RSA key loading."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa as crypto_rsa
+from telethon import functions, types
+from telethon.crypto import rsa
+from telethon.sessions import StringSession
+
+from verification.sandbox import DeliveredCode, SandboxServer, SandboxThread
+
+
+@pytest.mark.asyncio
+async def test_inbox_subscribe_last_code_and_log(sandbox, signed_in, phone, caplog):
+    received: list[DeliveredCode] = []
+    unsubscribe = sandbox.subscribe(received.append)
+    client = await signed_in()
+    number = phone(2)
+    with caplog.at_level(logging.INFO, logger="verification.sandbox"):
+        await client(functions.account.SendVerifyPhoneCodeRequest(number, types.CodeSettings()))
+    unsubscribe()
+    await client(functions.account.SendVerifyPhoneCodeRequest(phone(), types.CodeSettings()))
+
+    assert [c.phone for c in received] == [received[0].phone, number]  # login code, then ours
+    assert received[-1].purpose == "verify"
+    assert sandbox.last_code(number) == "22222"
+    assert sandbox.last_code(number[1:]) == "22222"
+    assert sandbox.last_code("+15550000000") is None
+    assert f"Sandbox: code 22222 for {number} (sms)" in caplog.text
+    copy = sandbox.inbox
+    copy.clear()
+    assert sandbox.inbox  # a copy, not the server's list
+
+
+@pytest.mark.asyncio
+async def test_state_file_keeps_sessions_across_restarts(tmp_path, phone, new_client):
+    state = tmp_path / "sandbox.json"
+    number = phone(5)
+    with SandboxThread(state_file=state) as first:
+        rsa.add_key(first.public_key_pem, old=False)
+        port, pem = first.port, first.public_key_pem
+        client = new_client(port)
+        await client.connect()
+        sent = await client.send_code_request(number)
+        await client.sign_in(number, "55555", phone_code_hash=sent.phone_code_hash)
+        saved = client.session.save()
+        await client.disconnect()
+
+    with SandboxThread(port=port, state_file=state) as second:
+        assert second.public_key_pem == pem
+        client = new_client(port, saved)
+        await client.connect()
+        try:
+            assert await client.is_user_authorized()
+            assert (await client.get_me()).phone == number[1:]
+        finally:
+            await client.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_without_state_file_a_restart_forgets_the_key(new_client):
+    with SandboxThread() as first:
+        rsa.add_key(first.public_key_pem, old=False)
+        port = first.port
+        client = new_client(port)
+        await client.connect()
+        saved = client.session.save()
+        await client.disconnect()
+    assert first.server.store.lookup(StringSession(saved).auth_key.key_id) is not None
+    server = SandboxServer(port=port)
+    await server.start()
+    try:
+        assert server.store.lookup(StringSession(saved).auth_key.key_id) is None
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize("pkcs8", [False, True])
+def test_private_key_pem_is_used(pkcs8):
+    key = crypto_rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8
+        if pkcs8
+        else serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    server = SandboxServer(private_key_pem=pem)
+    expected = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.PKCS1
+    )
+    assert server.public_key_pem.encode() == expected
+    assert server.public_key_pem.startswith("-----BEGIN RSA PUBLIC KEY-----")
+
+
+def test_inject_rejects_zero_times(sandbox):
+    with pytest.raises(ValueError):
+        sandbox.inject_error("auth.sendCode", "X", times=0)
