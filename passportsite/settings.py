@@ -77,7 +77,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # channels_redis blocks 5 s on BZPOPMIN; redis-py 8 also times reads out at 5 s by
+            # default, which turns every idle receive into an error.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }
     CACHES = {
@@ -130,6 +132,7 @@ VERIFICATION = {
     # With Redis, Telegram workers run as their own processes (manage.py telegram_worker).
     "EMBEDDED_WORKER": env.bool("EMBEDDED_WORKER", default=not REDIS_URL),
     "REQUIRE_LOGIN": env.bool("VERIFICATION_REQUIRE_LOGIN", default=False),
+    "LEASE_SECONDS": env.int("VERIFICATION_LEASE_SECONDS", default=30),
 }
 
 LOGGING = {

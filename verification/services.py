@@ -103,7 +103,7 @@ def _ip_bucket(ip: str | None) -> str:
 
 def _lock(verification_id: Any) -> PhoneVerification:
     return (
-        PhoneVerification.objects.select_for_update()
+        PhoneVerification.objects.select_for_update(of=("self",))
         .select_related("sender_account")
         .get(pk=verification_id)
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
+from django.utils import timezone
 
 from . import services
 from .app_settings import get_config
@@ -41,6 +42,9 @@ async def worker_request(
     """
     account = verification.sender_account
     if account is None or not account.lease_owner:
+        return False
+    if account.lease_expires_at is None or account.lease_expires_at <= timezone.now():
+        # Its worker stopped renewing: a message sent there would never be answered.
         return False
     layer = layer or get_channel_layer(get_config()["CHANNEL_LAYER"])
     await layer.send(
