@@ -1,0 +1,189 @@
+"""System checks: what ``manage.py check`` tells a host developer about a bad VERIFICATION."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.checks import ERROR, WARNING, run_checks
+
+from verification.checks import check_settings
+
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+REDIS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {}}}
+CREDENTIALS = {"TELEGRAM_API_ID": 123456, "TELEGRAM_API_HASH": "0123456789abcdef"}
+
+
+@pytest.fixture
+def configure(settings):
+    """``configure(**verification)``: an otherwise healthy embedded setup with these keys."""
+    settings.DEBUG = True
+    settings.CHANNEL_LAYERS = IN_MEMORY
+
+    def apply(**verification):
+        settings.VERIFICATION = verification
+        return settings
+
+    return apply
+
+
+def only(messages):
+    """The single message reported, as (id, msg)."""
+    assert len(messages) == 1, [(m.id, m.msg) for m in messages]
+    return messages[0]
+
+
+def test_embedded_defaults_pass(configure):
+    configure(EMBEDDED_SANDBOX=True)
+    assert check_settings() == []
+
+
+def test_credentials_without_sandbox_pass(configure):
+    configure(**CREDENTIALS)
+    assert check_settings() == []
+
+
+def test_separate_workers_on_redis_pass(configure, settings):
+    configure(EMBEDDED_WORKER=False, **CREDENTIALS)
+    settings.CHANNEL_LAYERS = REDIS
+    assert check_settings() == []
+
+
+def test_checks_are_registered_with_django(configure):
+    configure(EMBEDDED_SANDBOX=True, SURPRISE=1)
+    ids = [m.id for m in run_checks() if m.id and m.id.startswith("verification.")]
+    assert ids == ["verification.E002"]
+
+
+def test_verification_must_be_a_dict(configure, settings):
+    configure()
+    settings.VERIFICATION = [("EMBEDDED_SANDBOX", True)]
+    message = only(check_settings())
+    assert message.id == "verification.E001"
+    assert message.level == ERROR
+    assert message.msg == "The VERIFICATION setting must be a dict."
+
+
+def test_unknown_key(configure):
+    configure(EMBEDDED_SANDBOX=True, MAX_ATTEMTPS=3)
+    message = only(check_settings())
+    assert message.id == "verification.E002"
+    assert message.msg == "VERIFICATION has an unknown key 'MAX_ATTEMTPS'."
+    assert "MAX_ATTEMPTS" in message.hint
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "text"),
+    [
+        ("MAX_ATTEMPTS", "5", "VERIFICATION['MAX_ATTEMPTS'] must be int, not str."),
+        ("EXPIRES_AFTER", True, "VERIFICATION['EXPIRES_AFTER'] must be int, not bool."),
+        ("EMBEDDED_WORKER", "no", "VERIFICATION['EMBEDDED_WORKER'] must be bool, not str."),
+        (
+            "ALLOW_TEST_NUMBERS",
+            "yes",
+            "VERIFICATION['ALLOW_TEST_NUMBERS'] must be bool or NoneType, not str.",
+        ),
+        (
+            "ALLOWED_REGIONS",
+            "GB",
+            "VERIFICATION['ALLOWED_REGIONS'] must be list or tuple, not str.",
+        ),
+    ],
+)
+def test_wrong_type(configure, key, value, text):
+    configure(EMBEDDED_SANDBOX=True, **{key: value})
+    message = only(check_settings())
+    assert message.id == "verification.E003"
+    assert message.msg == text
+
+
+@pytest.mark.parametrize(
+    "key", ["MAX_ATTEMPTS", "EXPIRES_AFTER", "LEASE_SECONDS", "REQUEST_TIMEOUT"]
+)
+def test_non_positive_numbers(configure, key):
+    configure(EMBEDDED_SANDBOX=True, **{key: 0})
+    message = only(check_settings())
+    assert message.id == "verification.E004"
+    assert message.msg == f"VERIFICATION[{key!r}] must be greater than 0."
+
+
+def test_malformed_rate_limit(configure):
+    configure(EMBEDDED_SANDBOX=True, RATE_LIMITS={"phone": (5,), "ip": None})
+    message = only(check_settings())
+    assert message.id == "verification.E005"
+    assert message.msg == "VERIFICATION['RATE_LIMITS']['phone'] must be (count, seconds) or None."
+
+
+def test_no_channel_layer(configure, settings):
+    configure(EMBEDDED_SANDBOX=True)
+    settings.CHANNEL_LAYERS = {}
+    message = only(check_settings())
+    assert message.id == "verification.E010"
+    assert message.msg == "No channel layer named 'default' is configured."
+    assert "CHANNEL_LAYERS" in message.hint
+
+
+def test_channel_layer_alias_must_exist(configure):
+    configure(EMBEDDED_SANDBOX=True, CHANNEL_LAYER="verification")
+    assert only(check_settings()).id == "verification.E010"
+
+
+def test_separate_workers_cannot_share_an_in_memory_layer(configure):
+    configure(EMBEDDED_WORKER=False, **CREDENTIALS)
+    message = only(check_settings())
+    assert message.id == "verification.E011"
+    assert "EMBEDDED_WORKER is off but the channel layer is in-memory" in message.msg
+    assert "Redis" in message.hint
+
+
+def test_no_credentials_and_no_sandbox(configure):
+    configure()
+    message = only(check_settings())
+    assert message.id == "verification.E020"
+    assert message.msg == "No Telegram credentials and no sandbox: codes cannot be sent."
+    assert "TELEGRAM_API_ID" in message.hint
+
+
+def test_half_the_credentials_are_no_credentials(configure):
+    configure(TELEGRAM_API_ID=123456)
+    assert only(check_settings()).id == "verification.E020"
+
+
+def test_telegram_server_with_its_key_passes(configure, tmp_path):
+    key = tmp_path / "sandbox.pem"
+    key.write_text("-----BEGIN RSA PUBLIC KEY-----\n-----END RSA PUBLIC KEY-----\n")
+    configure(TELEGRAM_SERVER="127.0.0.1:8443", TELEGRAM_SERVER_PUBLIC_KEY=str(key))
+    assert check_settings() == []
+
+
+def test_telegram_server_without_public_key(configure):
+    configure(TELEGRAM_SERVER="127.0.0.1:8443")
+    message = only(check_settings())
+    assert message.id == "verification.E022"
+    assert message.msg == "TELEGRAM_SERVER is set but TELEGRAM_SERVER_PUBLIC_KEY is not."
+    assert "telegram_sandbox" in message.hint
+
+
+def test_telegram_server_public_key_file_missing(configure, tmp_path):
+    missing = str(tmp_path / "nowhere.pem")
+    configure(TELEGRAM_SERVER="127.0.0.1:8443", TELEGRAM_SERVER_PUBLIC_KEY=missing)
+    message = only(check_settings())
+    assert message.id == "verification.E023"
+    assert message.msg == f"TELEGRAM_SERVER_PUBLIC_KEY {missing!r} does not exist."
+
+
+@pytest.mark.parametrize("server", ["127.0.0.1", "127.0.0.1:port", ":8443"])
+def test_malformed_telegram_server(configure, tmp_path, server):
+    key = tmp_path / "sandbox.pem"
+    key.write_text("key")
+    configure(TELEGRAM_SERVER=server, TELEGRAM_SERVER_PUBLIC_KEY=str(key))
+    message = only(check_settings())
+    assert message.id == "verification.E021"
+    assert message.msg == f"TELEGRAM_SERVER {server!r} is not host:port."
+
+
+def test_embedded_sandbox_in_production_warns(configure, settings):
+    configure(EMBEDDED_SANDBOX=True)
+    settings.DEBUG = False
+    message = only(check_settings())
+    assert message.id == "verification.W030"
+    assert message.level == WARNING
+    assert "sandbox" in message.msg
