@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -100,3 +101,19 @@ def test_private_key_pem_is_used(pkcs8):
 def test_inject_rejects_zero_times(sandbox):
     with pytest.raises(ValueError):
         sandbox.inject_error("auth.sendCode", "X", times=0)
+
+
+@pytest.mark.asyncio
+async def test_await_code_and_wait_for_code(sandbox, signed_in, phone):
+    client = await signed_in()
+    number = phone(3)
+    waiter = asyncio.ensure_future(sandbox.await_code(number, timeout=5))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await client(functions.account.SendVerifyPhoneCodeRequest(number, types.CodeSettings()))
+    delivered = await waiter
+    assert (delivered.code, delivered.purpose) == ("33333", "verify")
+    assert sandbox.wait_for_code(number, timeout=1) == delivered
+    assert len(sandbox.codes_for(number[1:])) == 1
+    with pytest.raises(TimeoutError):
+        sandbox.wait_for_code(number, after=1, timeout=0.1)

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -165,6 +166,43 @@ class SandboxThread:
 
     def add_account(self, phone: str, *, password: str | None = None) -> None:
         self._on_loop(self.server.add_account, phone, password=password)
+
+    def codes_for(self, phone: str) -> list[DeliveredCode]:
+        """Every code delivered to ``phone`` (any format), oldest first."""
+        wanted = "+" + "".join(c for c in phone if c.isdigit())
+        return [c for c in self.inbox if c.phone == wanted]
+
+    def wait_for_code(self, phone: str, *, after: int = 0, timeout: float = 10.0) -> DeliveredCode:
+        """Block until ``phone`` has received more than ``after`` codes; return the latest.
+
+        For synchronous tests. In a test running on an event loop use `await_code`, which does
+        not block the loop the app under test may need to send the code.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            codes = self.codes_for(phone)
+            if len(codes) > after:
+                return codes[-1]
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no code for {phone} within {timeout} s")
+            time.sleep(0.02)
+
+    async def await_code(
+        self,
+        phone: str,
+        *,
+        after: int = 0,
+        timeout: float = 10.0,  # noqa: ASYNC109 - same signature as wait_for_code on purpose
+    ) -> DeliveredCode:
+        """`wait_for_code` for async tests: polls without blocking the running loop."""
+        deadline = time.monotonic() + timeout
+        while True:
+            codes = self.codes_for(phone)
+            if len(codes) > after:
+                return codes[-1]
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no code for {phone} within {timeout} s")
+            await asyncio.sleep(0.02)
 
     def subscribe(self, callback: Callable[[DeliveredCode], None]) -> Callable[[], None]:
         """``callback`` runs on the server's thread; the returned unsubscribe is thread-safe."""

@@ -1,0 +1,79 @@
+"""``manage.py telegram_sandbox`` and the ``verification.testing`` pytest plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from telethon.crypto import rsa
+
+from verification.testing import sandbox_settings, telegram_sandbox  # noqa: F401 - fixtures
+
+MANAGE_PY = Path(__file__).resolve().parents[2] / "manage.py"
+
+
+async def _read_until(stream: asyncio.StreamReader, pattern: str, seen: list[str]) -> re.Match:
+    while True:
+        line = (await asyncio.wait_for(stream.readline(), 15)).decode()
+        assert line, f"command exited; output so far: {''.join(seen)}"
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(40)
+async def test_command_serves_prints_codes_and_stops_on_ctrl_c(tmp_path, new_client):
+    key_file = tmp_path / "sandbox.pem"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(MANAGE_PY),
+        "telegram_sandbox",
+        "--port",
+        "0",
+        "--public-key-file",
+        str(key_file),
+        "--resend-timeout",
+        "7",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    seen: list[str] = []
+    try:
+        match = await _read_until(process.stdout, r"listening on 127\.0\.0\.1:(\d+)", seen)
+        port = int(match.group(1))
+        await _read_until(process.stdout, re.escape(str(key_file)), seen)
+        assert key_file.read_text().startswith("-----BEGIN RSA PUBLIC KEY-----")
+
+        rsa.add_key(key_file.read_text(), old=False)
+        client = new_client(port)
+        await client.connect()
+        try:
+            sent = await client.send_code_request("+9996641234")
+            assert sent.timeout == 7
+        finally:
+            await client.disconnect()
+        await _read_until(process.stdout, r"code 44444 for \+9996641234 \(sms\)", seen)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        rest = await asyncio.wait_for(process.stdout.read(), 15)
+        await process.wait()
+    assert "Sandbox stopped." in rest.decode()
+    assert process.returncode == 0
+
+
+def test_plugin_points_settings_at_the_sandbox(sandbox_settings, settings):  # noqa: F811
+    config = settings.VERIFICATION
+    assert config["TELEGRAM_SERVER"] == sandbox_settings.address
+    assert Path(config["TELEGRAM_SERVER_PUBLIC_KEY"]).read_text() == sandbox_settings.public_key_pem
+    assert (config["TELEGRAM_API_ID"], config["TELEGRAM_API_HASH"]) == (1, "sandbox")
+    assert sandbox_settings.server.resend_timeout == 2.0
+    assert sandbox_settings.server.code_lifetime == 60.0
