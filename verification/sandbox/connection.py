@@ -368,15 +368,18 @@ class _Sender:
     def _service(self, msg_id: int, obj: object) -> bool:
         """Handle a service message (spec: service_messages); False for an API call."""
         server, connection = self.server, self.connection
+        if isinstance(obj, types.MsgsAck):
+            return True
         if isinstance(
             obj,
-            types.MsgsAck
-            | types.HttpWait
+            types.HttpWait
             | types.MsgResendReq
             | types.MsgsAllInfo
             | types.MsgDetailedInfo
             | types.MsgNewDetailedInfo,
         ):
+            # Content-related but unanswered: acknowledge so the client can forget them.
+            self.acks.append(msg_id)
             return True
         if isinstance(obj, functions.PingRequest | functions.PingDelayDisconnectRequest):
             pong = types.Pong(msg_id=msg_id, ping_id=obj.ping_id)
