@@ -458,8 +458,9 @@ function tick() {
     state.sendBlockedUntil && state.sendBlockedUntil > nowMs ? secondsLeft(state.sendBlockedUntil) : 0;
   if (!sendWait) state.sendBlockedUntil = null;
   const sending = state.sendPending || (v && v.status === "sending" && !v.code);
-  const expiredNumber = v && ["expired", "failed"].includes(v.status);
-  let sendLabel = expiredNumber ? t("send_new_code") : t("send_code");
+  // After a code was sent and then lost (expired, too many tries), the next one is "a new code".
+  const hadCode = v && v.code && ["expired", "failed"].includes(v.status);
+  let sendLabel = hadCode ? t("send_new_code") : t("send_code");
   if (sending) sendLabel = t("sending");
   else if (sendWait) sendLabel = t("send_code_wait", { time: clock(sendWait) });
   setText(el.sendCode, sendLabel);
@@ -535,7 +536,9 @@ function onFrame(frame) {
       if (first) {
         const v = visibleSnapshot();
         if (v && v.status === "expired") showStatus(t("status_expired"), { announceIt: false });
-        if (v && v.status === "failed") showStatus(t("status_failed"), { announceIt: false });
+        if (v && v.status === "failed" && v.code) {
+          showStatus(t("status_failed"), { announceIt: false });
+        }
       }
       render();
       break;

@@ -1,0 +1,174 @@
+"""Browser tests: the real site (daphne, embedded worker and sandbox) driven by Debian's Chromium.
+
+The site runs as a subprocess on its own SQLite file, so these tests never touch pytest-django's
+test database. Every page a test opens records JavaScript errors; tests assert there were none.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STARTUP_TIMEOUT = 60
+
+failed_key = pytest.StashKey[bool]()
+
+expect.set_options(timeout=15_000)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator:
+    report = yield
+    if report.failed:
+        item.stash[failed_key] = True
+    return report
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveSite:
+    def __init__(self, url: str, log_path: Path) -> None:
+        self.url = url
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"The site exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"No answer from {url} within {STARTUP_TIMEOUT} s:\n{log_path.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+    """passportsite served by daphne on a free port, with a short sandbox resend timeout."""
+    tmp = tmp_path_factory.mktemp("browser-site")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "passportsite.settings",
+        "DATABASE_URL": f"sqlite:///{tmp / 'browser.sqlite3'}",
+        "DEBUG": "1",
+        "SANDBOX_RESEND_TIMEOUT": "3",
+        "SANDBOX_STATE_FILE": str(tmp / "sandbox-state.json"),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp / "site.log"
+    with log_path.open("wb") as log:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+            + ["passportsite.asgi:application"],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(url + "/", process, log_path)
+        yield LiveSite(url, log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: `apt-get install -y chromium`"
+            " (or deselect these tests with -m 'not browser')"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def js_errors() -> list[str]:
+    """JavaScript errors (uncaught exceptions and console errors) of every page a test opened."""
+    return []
+
+
+@pytest.fixture
+def context(
+    request: pytest.FixtureRequest, browser: Browser, live_site: LiveSite
+) -> Iterator[BrowserContext]:
+    """A fresh browser profile (so a fresh Django session) per test."""
+    context = browser.new_context(base_url=live_site.url, viewport={"width": 1024, "height": 768})
+    yield context
+    context.close()
+    if request.node.stash.get(failed_key, False):
+        print(f"---- site log ({live_site.log_path}) ----")
+        print(live_site.log()[-20_000:])
+
+
+@pytest.fixture
+def new_page(context: BrowserContext, js_errors: list[str]) -> Callable[..., Page]:
+    """Opens the verification page in the test's browser context, recording JavaScript errors."""
+
+    def open_page(path: str = "/") -> Page:
+        page = context.new_page()
+        page.on("pageerror", lambda error: js_errors.append(f"pageerror: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                js_errors.append(f"console.error: {message.text} {message.location}")
+                if message.type == "error"
+                else None
+            ),
+        )
+        page.goto(path)
+        return page
+
+    return open_page
