@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa as crypto_rsa
 from telethon import functions, types
 from telethon.crypto import rsa
-from telethon.sessions import StringSession
+from telethon.errors import AuthKeyNotFound
 
 from verification.sandbox import DeliveredCode, SandboxServer, SandboxThread
 
@@ -71,13 +72,16 @@ async def test_without_state_file_a_restart_forgets_the_key(new_client):
         await client.connect()
         saved = client.session.save()
         await client.disconnect()
-    assert first.server.store.lookup(StringSession(saved).auth_key.key_id) is not None
-    server = SandboxServer(port=port)
-    await server.start()
-    try:
-        assert server.store.lookup(StringSession(saved).auth_key.key_id) is None
-    finally:
-        await server.stop()
+    with SandboxThread(port=port) as second:
+        rsa.add_key(second.public_key_pem, old=False)
+        client = new_client(port, saved)
+        try:
+            with pytest.raises(AuthKeyNotFound):  # the transport-level -404
+                await client.connect()
+            with pytest.raises(AuthKeyNotFound):  # and the client stays disconnected
+                await client.disconnected
+        finally:
+            await client.disconnect()
 
 
 @pytest.mark.parametrize("pkcs8", [False, True])
@@ -117,3 +121,18 @@ async def test_await_code_and_wait_for_code(sandbox, signed_in, phone):
     assert len(sandbox.codes_for(number[1:])) == 1
     with pytest.raises(TimeoutError):
         sandbox.wait_for_code(number, after=1, timeout=0.1)
+
+
+def test_short_auth_keys_are_found_in_every_padding(tmp_path):
+    from verification.sandbox.crypto import auth_key_id
+    from verification.sandbox.store import Store
+
+    key = b"\x01" + os.urandom(254)  # what Telethon holds when g^ab has a leading zero byte
+    store = Store(tmp_path / "state.json")
+    record = store.add_auth_key(key)
+    record.user_id = 42
+    store.save()
+    reloaded = Store(tmp_path / "state.json")
+    for variant in (key, key + b"\0", b"\0" + key):  # as is, StringSession-padded, spec-padded
+        found = reloaded.lookup(auth_key_id(variant))
+        assert found is not None and found[0] == variant and found[1].user_id == 42
