@@ -90,3 +90,13 @@ async def test_one_client_many_concurrent_calls(sandbox, signed_in, phone):
     numbers = [phone() for _ in range(10)]
     sent = await asyncio.gather(*(client(send_verify(n)) for n in numbers))
     assert len({s.phone_code_hash for s in sent}) == 10
+
+
+async def test_ordered_calls_wait_for_a_slow_predecessor(sandbox, signed_in, phone):
+    client = await signed_in()
+    first, second = phone(), phone()
+    sandbox.inject_delay("account.sendVerifyPhoneCode", 0.5)
+    # ordered=True makes Telethon wrap the second call in invokeAfterMsg(first).
+    await client([send_verify(first), send_verify(second)], ordered=True)
+    delivered = [c.phone for c in sandbox.inbox if c.phone in (first, second)]
+    assert delivered == [first, second]

@@ -19,6 +19,8 @@ from .store import AuthKeyRecord, Store
 
 logger = logging.getLogger("verification.sandbox")
 
+MAX_SESSIONS = 10_000
+
 
 @dataclass
 class _Injection:
@@ -143,6 +145,10 @@ class SandboxServer:
         key = (key_id, session_id)
         session = self._sessions.get(key)
         if session is None:
+            # Every Telethon (re)connect opens a new session; forget the oldest ones so a
+            # long-running sandbox does not grow without bound.
+            while len(self._sessions) >= MAX_SESSIONS:
+                del self._sessions[next(iter(self._sessions))]
             session = self._sessions[key] = Session(session_id)
         return session
 
