@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import BrowserContext, Page, WebSocketRoute, expect
 
 pytestmark = pytest.mark.browser
 
@@ -181,4 +181,71 @@ def test_card_fits_a_small_phone_screen(
     for selector in ("#resend", "#change-number", "#cancel"):
         box = page.locator(selector).bounding_box()
         assert box is not None and box["height"] >= 44, selector
+    assert js_errors == []
+
+
+def test_reconnects_and_resumes_after_the_connection_drops(
+    context: BrowserContext, new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    sockets: list[WebSocketRoute] = []
+
+    def pass_through(socket: WebSocketRoute) -> None:
+        socket.connect_to_server()
+        sockets.append(socket)
+
+    context.route_web_socket(re.compile(r"/ws/verification/$"), pass_through)
+    page = new_page()
+    send_code(page, "+999 66 8 1234")
+    wait_for_step(page, "code")
+
+    sockets[-1].close(code=1012, reason="restarting")  # the connection drops mid-flow
+    expect(page.locator("html")).to_have_attribute("data-connection", "closed")
+    expect(page.locator("#connection-message")).to_have_text("Reconnecting…")
+
+    wait_for_step(page, "code")  # reconnected with backoff; the server's state frame resumes
+    expect(page.locator("#connection-message")).to_be_hidden()
+    expect(page.locator("#code-phone")).to_have_text("+999 66 8 1234")
+    assert len(sockets) == 2
+    page.locator("#code-input").press_sequentially("88888")
+    wait_for_step(page, "done")
+    assert js_errors == []
+
+
+def test_says_so_when_websockets_cannot_connect(
+    context: BrowserContext, new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    context.route_web_socket(re.compile(r"/ws/verification/$"), lambda socket: socket.close())
+    page = new_page()
+    message = page.locator("#connection-message")
+    expect(message).to_contain_text("Live updates are unavailable: this page needs WebSockets")
+    expect(page.locator("html")).to_have_attribute("data-connection", "closed")
+    expect(page.locator("html")).to_have_attribute("data-verification-state", "number")
+    expect(page.locator("#phone-input")).to_be_visible()
+    assert js_errors == []
+
+
+def test_says_so_when_the_browser_has_no_websocket(
+    context: BrowserContext, new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    context.add_init_script("delete window.WebSocket;")
+    page = new_page()
+    expect(page.locator("#connection-message")).to_contain_text(
+        "Live updates are unavailable: this page needs WebSockets"
+    )
+    assert js_errors == []
+
+
+def test_sandbox_inbox_lists_the_code_sent(
+    new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    page = new_page()
+    send_code(page, "+999 66 6 1234")
+    wait_for_step(page, "code")
+
+    inbox = new_page("/sandbox/")
+    newest = inbox.locator("#inbox-codes li").first
+    expect(newest).to_contain_text("66666")
+    expect(newest).to_contain_text(re.compile(r"\+999\s?66\s?6\s?1234"))
+    expect(newest.get_by_role("button", name="Copy code 66666")).to_be_visible()
+    expect(inbox.locator("#inbox-empty")).to_be_hidden()
     assert js_errors == []

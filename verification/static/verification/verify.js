@@ -271,14 +271,24 @@ function showError(errorEl, message, { retryAfter = null, extra = "" } = {}) {
 function paintError(errorEl) {
   const error = state.errors.get(errorEl);
   if (!error) return;
-  const parts = [error.message];
-  if (error.extra) parts.push(error.extra);
+  let text = error.message;
   if (error.until != null) {
     const left = secondsLeft(error.until);
-    if (left > 0) parts.push(t("retry_in", { time: clock(left) }));
+    if (left > 0) text += ` ${t("retry_in", { time: clock(left) })}`;
   }
-  const text = parts.join(" ");
-  if (errorEl.textContent !== text) errorEl.textContent = text;
+  // The message (with its countdown) and the attempts left, each on its own line.
+  const lines = [text, error.extra].filter(Boolean);
+  const painted = Array.from(errorEl.children, (line) => line.textContent);
+  if (painted.join("\n") !== lines.join("\n")) {
+    errorEl.replaceChildren(
+      ...lines.map((line) => {
+        const span = document.createElement("span");
+        span.className = "verification-error-line";
+        span.textContent = line;
+        return span;
+      }),
+    );
+  }
   errorEl.classList.add("is-error");
   errorEl.hidden = false;
 }
