@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, WebSocketRoute, expect
+from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect
 
 pytestmark = pytest.mark.browser
 
@@ -248,4 +249,28 @@ def test_sandbox_inbox_lists_the_code_sent(
     expect(newest).to_contain_text(re.compile(r"\+999\s?66\s?6\s?1234"))
     expect(newest.get_by_role("button", name="Copy code 66666")).to_be_visible()
     expect(inbox.locator("#inbox-empty")).to_be_hidden()
+    assert js_errors == []
+
+
+def test_page_speaks_the_visitors_language(
+    browser: Browser, live_site: Any, js_errors: list[str]
+) -> None:
+    """Every string, including the ones the script fills in, comes from Django's translations."""
+    context = browser.new_context(base_url=live_site.url, locale="ru-RU")
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda error: js_errors.append(f"pageerror: {error}"))
+        page.goto("/")
+        expect(page.locator("html")).to_have_attribute("lang", "ru")
+        send_code(page, "+999 66 2 5678")
+        wait_for_step(page, "code")
+        description = page.locator("#code-description")
+        expect(description).to_contain_text("+999 66 2 5678")
+        expect(description).to_contain_text("SMS")
+        assert "We sent" not in description.inner_text()
+        expect(page.locator("#countdown")).not_to_contain_text("Telegram will call you")
+        expect(page.locator("#resend")).to_be_visible()
+        assert page.locator("#resend").inner_text() != "Call me instead"
+    finally:
+        context.close()
     assert js_errors == []
