@@ -148,12 +148,12 @@ def test_unjudged_attempts_are_given_back(leased):
 
 def test_expiry(leased):
     verification = sent(start())
-    assert services.verification_expire_all_due() == 0
+    assert services.verification_expire_all_due() == []
     later = timezone.now() + timedelta(seconds=601)
-    assert services.verification_expire_all_due(now=later) == 1
+    assert [v.pk for v in services.verification_expire_all_due(now=later)] == [verification.pk]
     verification.refresh_from_db()
     assert verification.status == "expired"
-    assert services.verification_expire_all_due(now=later) == 0
+    assert services.verification_expire_all_due(now=later) == []
 
 
 def test_events_are_append_only(leased):
@@ -186,3 +186,20 @@ def test_rate_limit_per_phone(leased, settings):
         start(owner="c")
     assert error.value.code is ErrorCode.RATE_LIMITED
     start(owner="d", phone="+9996631234")
+
+
+def test_cleanup_command(leased):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    old = sent(start())
+    PhoneVerification.objects.filter(pk=old.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1),
+        created_at=timezone.now() - timedelta(days=100),
+    )
+    out = StringIO()
+    call_command("verification_cleanup", "--dry-run", stdout=out)
+    assert "Would expire 1 and delete 0" in out.getvalue()
+    call_command("verification_cleanup", stdout=out)
+    assert not PhoneVerification.objects.filter(pk=old.pk).exists()

@@ -1,20 +1,29 @@
 from __future__ import annotations
 
 import csv
+import secrets
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils.translation import gettext_lazy as _
 
-from . import services
+from . import runtime, services
 from .app_settings import get_config
+from .errors import MESSAGES, ErrorCode
+from .forms import SenderCodeForm, SenderPasswordForm, SenderPhoneForm
 from .frames import frame, group_name
 from .models import PhoneVerification, SenderAccount, VerificationEvent
-from .worker import worker_request
+from .worker import worker_login, worker_request
+
+CONNECT_SESSION_KEY = "verification_sender_connect"
 
 
 @admin.register(SenderAccount)
@@ -52,10 +61,67 @@ class SenderAccountAdmin(admin.ModelAdmin):
         "created_at",
     ]
     actions = ["activate", "deactivate"]
+    change_list_template = "admin/verification/senderaccount/change_list.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        # Accounts are connected by signing in (manage.py telegram_login).
+        # Accounts are connected by signing in (the "Connect" page or manage.py telegram_login).
         return False
+
+    def get_urls(self) -> list[Any]:
+        connect = self.admin_site.admin_view(self.connect_view)
+        return [
+            path("connect/", connect, name="verification_senderaccount_connect"),
+            *super().get_urls(),
+        ]
+
+    def connect_view(self, request: HttpRequest) -> HttpResponse:
+        """Sign a Telegram account in as a sender: phone, code, then 2FA password if asked."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        state = request.session.get(CONNECT_SESSION_KEY) or {}
+        step = state.get("step", "phone")
+        if request.method == "POST" and "restart" in request.POST:
+            if state:
+                async_to_sync(_login_step)("abort", state)
+            request.session.pop(CONNECT_SESSION_KEY, None)
+            return redirect("admin:verification_senderaccount_connect")
+        form_class = {
+            "phone": SenderPhoneForm,
+            "code": SenderCodeForm,
+            "password": SenderPasswordForm,
+        }[step]
+        form = form_class(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            if step == "phone":
+                state = {"login_id": secrets.token_hex(12), "worker": "", **form.cleaned_data}
+                answer = async_to_sync(_login_step)("send_code", state)
+            elif step == "code":
+                answer = async_to_sync(_login_step)(
+                    "sign_in", state, code=form.cleaned_data["code"]
+                )
+            else:
+                answer = async_to_sync(_login_step)(
+                    "password", state, password=form.cleaned_data["password"]
+                )
+            if "error" in answer:
+                form.add_error(None, MESSAGES[ErrorCode(answer["error"])])
+            elif answer["step"] == "done":
+                request.session.pop(CONNECT_SESSION_KEY, None)
+                self.message_user(request, _("The sender account is connected."), messages.SUCCESS)
+                return redirect("admin:verification_senderaccount_changelist")
+            else:
+                state.update(step=answer["step"], worker=answer["worker"])
+                request.session[CONNECT_SESSION_KEY] = state
+                return redirect("admin:verification_senderaccount_connect")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Connect a sender account"),
+            "form": form,
+            "step": step,
+            "phone_number": state.get("phone_number", ""),
+        }
+        return TemplateResponse(request, "admin/verification/senderaccount/connect.html", context)
 
     @admin.display(boolean=True, description=_("held by a worker"))
     def connected_to_worker(self, account: SenderAccount) -> bool:
@@ -192,6 +258,12 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
         for row in queryset.values_list(*columns):
             writer.writerow(row)
         return response
+
+
+async def _login_step(action: str, state: dict[str, Any], **data: Any) -> dict[str, Any]:
+    await runtime.ensure_started()
+    phone = {"phone_number": state["phone_number"]} if action == "send_code" else {}
+    return await worker_login(action, state["login_id"], worker=state["worker"], **phone, **data)
 
 
 async def _notify_cancelled(verification: PhoneVerification) -> None:

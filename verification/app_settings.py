@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "CHANNEL_LAYER": "default",
     # Wrong codes allowed per verification before it fails with TOO_MANY_ATTEMPTS.
     "MAX_ATTEMPTS": 5,
-    # Seconds a verification stays usable after its code was first sent.
+    # Seconds a verification stays usable, counted from the visitor's send_code.
     "EXPIRES_AFTER": 600,
     # Resend wait when Telegram names a next delivery type but no timeout.
     "DEFAULT_RESEND_TIMEOUT": 60,

@@ -19,7 +19,7 @@ from .errors import ErrorCode, VerificationError
 from .forms import CodeForm, PhoneForm
 from .frames import error_frame, frame, group_name
 from .models import PhoneVerification
-from .worker import worker_request
+from .worker import worker_channel, worker_request
 
 logger = logging.getLogger("verification.consumer")
 
@@ -157,6 +157,8 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
 
     async def on_resend(self, content: dict[str, Any]) -> None:
         verification = await self._active()
+        if not worker_channel(verification):
+            raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
         verification = await database_sync_to_async(services.verification_resend_request)(
             verification_id=verification.pk
         )
@@ -215,6 +217,9 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
             expired = await database_sync_to_async(services.verification_expire_if_due)(
                 verification_id=verification.pk
             )
+            if expired is not None:
+                # The other tabs learn it too.
+                await self.push(frame("expired", expired))
             verification = expired or verification
         await self.send_frame(frame("state", verification))
 

@@ -92,3 +92,30 @@ class CodeForm(forms.Form):
                 MESSAGES[ErrorCode.PHONE_CODE_EMPTY], code=ErrorCode.PHONE_CODE_EMPTY
             )
         return code
+
+
+class SenderPhoneForm(forms.Form):
+    phone_number = forms.CharField(
+        label=_("Phone number of the Telegram account"),
+        max_length=32,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "inputmode": "tel"}),
+    )
+
+    def clean_phone_number(self) -> str:
+        e164, _international, _region = parse_phone_number(self.cleaned_data["phone_number"])
+        return e164
+
+
+class SenderCodeForm(forms.Form):
+    code = forms.CharField(
+        label=_("Code Telegram sent to that account"),
+        max_length=32,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
+class SenderPasswordForm(forms.Form):
+    password = forms.CharField(
+        label=_("Two-step verification password"),
+        widget=forms.PasswordInput(render_value=False),
+    )

@@ -7,17 +7,16 @@ With ``EMBEDDED_WORKER`` off nothing runs here: ``manage.py telegram_worker`` pr
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from channels.db import database_sync_to_async
-
 from . import services
 from .app_settings import get_config
 from .gateway import gateway_from_settings
-from .worker import TelegramWorker
+from .worker import TelegramWorker, db
 
 logger = logging.getLogger("verification.runtime")
 
@@ -43,7 +42,11 @@ class EmbeddedRuntime:
         gateway = gateway_from_settings(**gateway_kwargs)
         hook = self._connect_sandbox_sender if self.sandbox is not None else None
         self.worker = TelegramWorker(gateway=gateway, before_first_lease=hook)
-        self.task = asyncio.create_task(self.worker.run())
+        # A fresh context: the runtime may be started from inside a request (admin) whose
+        # sync_to_async executor dies with the request; the worker must not inherit it.
+        self.task = asyncio.get_running_loop().create_task(
+            self.worker.run(), context=contextvars.Context()
+        )
         await self.worker.ready.wait()
 
     @staticmethod
@@ -73,7 +76,7 @@ class EmbeddedRuntime:
         await gateway.login_send_code(login_id, SANDBOX_SENDER_PHONE)
         code = self.sandbox.last_code(SANDBOX_SENDER_PHONE)
         result = await gateway.login_sign_in(login_id, code)
-        await database_sync_to_async(services.sender_account_save)(result=result, is_sandbox=True)
+        await db(services.sender_account_save)(result=result, is_sandbox=True)
         logger.info("Connected sandbox sender account %s", SANDBOX_SENDER_PHONE)
 
     async def stop(self) -> None:

@@ -228,6 +228,8 @@ def _finish(
     verification.resend_at = None
     if error:
         verification.last_error = error
+    elif status in {Status.VERIFIED, Status.CANCELLED}:
+        verification.last_error = ""
     verification.save()
     event_record(verification=verification, kind=kind, actor=actor, staff_user=staff_user, **data)
     if status == Status.VERIFIED:
@@ -440,13 +442,24 @@ def verification_expire_if_due(
     return _finish(verification, Status.EXPIRED, kind=Kind.EXPIRED, actor=Actor.SYSTEM)
 
 
-def verification_expire_all_due(*, now: datetime | None = None) -> int:
-    """Expire every active verification past its deadline; the number expired."""
+def verification_expire_all_due(*, now: datetime | None = None) -> list[PhoneVerification]:
+    """Expire every active verification past its deadline; the ones expired."""
     now = now or timezone.now()
     due = PhoneVerification.objects.filter(
         status__in=PhoneVerification.ACTIVE_STATUSES, expires_at__lte=now
     ).values_list("pk", flat=True)
-    return sum(1 for pk in list(due) if verification_expire_if_due(verification_id=pk, now=now))
+    expired = (verification_expire_if_due(verification_id=pk, now=now) for pk in list(due))
+    return [verification for verification in expired if verification is not None]
+
+
+def verification_purge(*, before: datetime) -> int:
+    """Delete finished verifications (and their events) created before ``before``."""
+    deleted, _ = (
+        PhoneVerification.objects.filter(created_at__lt=before)
+        .exclude(status__in=PhoneVerification.ACTIVE_STATUSES)
+        .delete()
+    )
+    return deleted
 
 
 @transaction.atomic

@@ -22,11 +22,35 @@ from .app_settings import get_config
 from .errors import ErrorCode
 from .frames import error_frame, frame, group_name
 from .gateway import GatewayError, TelegramGateway, gateway_from_settings
-from .gateway.base import AccountUnusable
+from .gateway.base import AccountUnusable, PasswordNeeded
 from .models import PhoneVerification
 from .selectors import verification_get
 
 logger = logging.getLogger("verification.worker")
+
+
+def db(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """Run ORM work off the loop, in a pool thread.
+
+    Not the thread-sensitive default: a sync view may be blocked on the worker (the admin's
+    sign-in steps) while holding that one shared thread.
+    """
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
+#: Every worker listens here for the first step of a sender-account sign-in.
+LOGIN_CHANNEL = "verification.logins"
+
+
+def worker_channel(verification: PhoneVerification) -> str:
+    """The channel of the live worker holding ``verification``'s sender account, or ""."""
+    account = verification.sender_account
+    if account is None or not account.lease_owner:
+        return ""
+    if account.lease_expires_at is None or account.lease_expires_at <= timezone.now():
+        # Its worker stopped renewing: a message sent there would never be answered.
+        return ""
+    return account.lease_owner
 
 
 async def worker_request(
@@ -40,18 +64,49 @@ async def worker_request(
 
     Returns False when no live worker holds that account.
     """
-    account = verification.sender_account
-    if account is None or not account.lease_owner:
-        return False
-    if account.lease_expires_at is None or account.lease_expires_at <= timezone.now():
-        # Its worker stopped renewing: a message sent there would never be answered.
+    channel = worker_channel(verification)
+    if not channel:
         return False
     layer = layer or get_channel_layer(get_config()["CHANNEL_LAYER"])
     await layer.send(
-        account.lease_owner,
+        channel,
         {"type": f"telegram.{kind}", "verification": str(verification.pk), **data},
     )
     return True
+
+
+async def worker_login(
+    action: str,
+    login_id: str,
+    *,
+    worker: str = "",
+    layer: BaseChannelLayer | None = None,
+    **data: Any,
+) -> dict[str, Any]:
+    """One step of signing a sender account in, done by a Telegram worker.
+
+    The first step (``send_code``) goes to any worker; later steps go to the ``worker`` named in
+    the first answer, because it holds the half-signed-in client. Returns the worker's answer:
+    ``{"step": "code" | "password" | "done" | "aborted", "worker": ...}`` or ``{"error": code}``.
+    """
+    config = get_config()
+    layer = layer or get_channel_layer(config["CHANNEL_LAYER"])
+    reply_channel = await layer.new_channel("verification.login-reply.")
+    await layer.send(
+        worker or LOGIN_CHANNEL,
+        {
+            "type": "telegram.login",
+            "action": action,
+            "login_id": login_id,
+            "reply_channel": reply_channel,
+            **data,
+        },
+    )
+    try:
+        async with asyncio.timeout(config["REQUEST_TIMEOUT"] + 5):
+            return await layer.receive(reply_channel)
+    except TimeoutError:
+        return {"error": ErrorCode.TELEGRAM_UNAVAILABLE.value}
 
 
 class TelegramWorker:
@@ -71,23 +126,29 @@ class TelegramWorker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._held: set[int] = set()
+        self._lease_lock = asyncio.Lock()
         self._before_first_lease = before_first_lease
 
     async def run(self) -> None:
         """Serve until cancelled."""
         self.channel = await self.layer.new_channel("verification.worker.")
         lease_task = asyncio.create_task(self._lease_loop())
+        login_task = asyncio.create_task(self._receive(LOGIN_CHANNEL))
         try:
-            while True:
-                message = await self.layer.receive(self.channel)
-                self._spawn(self._dispatch(message))
+            await self._receive(self.channel)
         finally:
             lease_task.cancel()
+            login_task.cancel()
             for task in list(self._tasks):
                 task.cancel()
-            await asyncio.gather(lease_task, *self._tasks, return_exceptions=True)
+            await asyncio.gather(lease_task, login_task, *self._tasks, return_exceptions=True)
             await self.gateway.close_all()
-            await database_sync_to_async(services.sender_account_release)(owner=self.channel)
+            await db(services.sender_account_release)(owner=self.channel)
+
+    async def _receive(self, channel: str) -> None:
+        while True:
+            message = await self.layer.receive(channel)
+            self._spawn(self._dispatch(message))
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -98,9 +159,11 @@ class TelegramWorker:
 
     async def refresh_leases(self) -> None:
         """Renew and take leases; open clients for new accounts, close lost ones."""
-        held = await database_sync_to_async(services.sender_account_leases_renew)(
-            owner=self.channel
-        )
+        async with self._lease_lock:
+            await self._refresh_leases()
+
+    async def _refresh_leases(self) -> None:
+        held = await db(services.sender_account_leases_renew)(owner=self.channel)
         held_ids = {account.pk for account in held}
         for account_id in self._held - held_ids:
             await self.gateway.close(account_id)
@@ -111,13 +174,13 @@ class TelegramWorker:
                 await self.gateway.open(account.pk, account.session)
             except AccountUnusable as exc:
                 logger.warning("Sender account %s cannot be used: %s", account, exc.telegram_error)
-                await database_sync_to_async(services.sender_account_mark_dead)(
+                await db(services.sender_account_mark_dead)(
                     account_id=account.pk, error=exc.telegram_error
                 )
                 held_ids.discard(account.pk)
             except GatewayError as exc:
                 logger.warning("Sender account %s cannot connect: %s", account, exc.telegram_error)
-                await database_sync_to_async(services.sender_account_release)(
+                await db(services.sender_account_release)(
                     owner=self.channel, account_id=account.pk, error=exc.telegram_error
                 )
                 held_ids.discard(account.pk)
@@ -133,6 +196,7 @@ class TelegramWorker:
                     await self.refresh_leases()
                     await self._before_first_lease(self)
                 await self.refresh_leases()
+                await self.expire_due()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -142,9 +206,17 @@ class TelegramWorker:
                 self.ready.set()
             await asyncio.sleep(max(1.0, self.lease_seconds / 3))
 
+    async def expire_due(self) -> None:
+        """Expire verifications nobody is watching and tell their tabs, if any."""
+        for verification in await db(services.verification_expire_all_due)():
+            await self._push(verification.owner, frame("expired", verification))
+
     # Requests -------------------------------------------------------------------------------
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "telegram.login":
+            await self.handle_login(message)
+            return
         handler = {
             "telegram.send": self.handle_send,
             "telegram.resend": self.handle_resend,
@@ -161,7 +233,7 @@ class TelegramWorker:
                 await handler(message)
         except Exception:
             logger.exception("Worker failed on %s", message.get("type"))
-            verification = await database_sync_to_async(verification_get)(verification_id=key)
+            verification = await db(verification_get)(verification_id=key)
             if verification is not None:
                 await self._push(verification.owner, error_frame(ErrorCode.INTERNAL, verification))
         finally:
@@ -174,13 +246,13 @@ class TelegramWorker:
         )
 
     async def _load(self, verification_id: str) -> PhoneVerification | None:
-        return await database_sync_to_async(verification_get)(verification_id=verification_id)
+        return await db(verification_get)(verification_id=verification_id)
 
     async def _gateway_failed(self, verification: PhoneVerification, exc: GatewayError) -> None:
         account_id = verification.sender_account_id
         if isinstance(exc, AccountUnusable) and account_id is not None:
             await self.gateway.close(account_id)
-            await database_sync_to_async(services.sender_account_mark_dead)(
+            await db(services.sender_account_mark_dead)(
                 account_id=account_id, error=exc.telegram_error
             )
 
@@ -194,7 +266,7 @@ class TelegramWorker:
             )
         except GatewayError as exc:
             await self._gateway_failed(verification, exc)
-            updated = await database_sync_to_async(services.verification_send_failed)(
+            updated = await db(services.verification_send_failed)(
                 verification_id=verification.pk,
                 code=exc.code,
                 retry_after=exc.retry_after,
@@ -205,7 +277,7 @@ class TelegramWorker:
                     updated.owner, error_frame(exc.code, updated, retry_after=exc.retry_after)
                 )
             return
-        updated = await database_sync_to_async(services.verification_code_sent)(
+        updated = await db(services.verification_code_sent)(
             verification_id=verification.pk, sent=sent
         )
         if updated is None:
@@ -226,7 +298,7 @@ class TelegramWorker:
             )
         except GatewayError as exc:
             await self._gateway_failed(verification, exc)
-            updated = await database_sync_to_async(services.verification_send_failed)(
+            updated = await db(services.verification_send_failed)(
                 verification_id=verification.pk,
                 code=exc.code,
                 retry_after=exc.retry_after,
@@ -237,7 +309,7 @@ class TelegramWorker:
                     updated.owner, error_frame(exc.code, updated, retry_after=exc.retry_after)
                 )
             return
-        updated = await database_sync_to_async(services.verification_code_sent)(
+        updated = await db(services.verification_code_sent)(
             verification_id=verification.pk, sent=sent, resent=True
         )
         if updated is not None:
@@ -258,7 +330,11 @@ class TelegramWorker:
         except GatewayError as exc:
             await self._gateway_failed(verification, exc)
             error = exc
-        updated, shown = await database_sync_to_async(services.verification_attempt_result)(
+        except Exception as exc:
+            # Not Telegram's verdict on the code: the attempt is given back.
+            logger.exception("Checking a code failed")
+            error = GatewayError(ErrorCode.INTERNAL, telegram_error=type(exc).__name__)
+        updated, shown = await db(services.verification_attempt_result)(
             verification_id=verification.pk,
             error=error.code if error else None,
             telegram_error=error.telegram_error if error else "",
@@ -272,6 +348,39 @@ class TelegramWorker:
             await self._cancel_quietly(verification, verification.phone_code_hash)
         retry_after = error.retry_after if error else None
         await self._push(updated.owner, error_frame(shown, updated, retry_after=retry_after))
+
+    async def handle_login(self, message: dict[str, Any]) -> None:
+        action = message.get("action")
+        login_id = message["login_id"]
+        answer: dict[str, Any]
+        try:
+            if action == "send_code":
+                sent = await self.gateway.login_send_code(login_id, message["phone_number"])
+                answer = {"step": "code", "code_type": sent.type}
+            elif action in {"sign_in", "password"}:
+                try:
+                    if action == "sign_in":
+                        result = await self.gateway.login_sign_in(login_id, message["code"])
+                    else:
+                        result = await self.gateway.login_password(login_id, message["password"])
+                except PasswordNeeded as exc:
+                    answer = {"step": "password", "hint": exc.hint}
+                else:
+                    account = await db(services.sender_account_save)(result=result)
+                    answer = {"step": "done", "account": account.pk}
+                    self._spawn(self.refresh_leases())
+            else:
+                await self.gateway.login_abort(login_id)
+                answer = {"step": "aborted"}
+        except GatewayError as exc:
+            answer = {"error": exc.code.value, "retry_after": exc.retry_after}
+        except Exception:
+            logger.exception("Sender sign-in step %r failed", action)
+            answer = {"error": ErrorCode.INTERNAL.value}
+        await self.layer.send(
+            message["reply_channel"],
+            {"type": "telegram.login.reply", "worker": self.channel, **answer},
+        )
 
     async def handle_cancel(self, message: dict[str, Any]) -> None:
         verification = await self._load(message["verification"])
