@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -13,6 +15,13 @@ from . import runtime
 from .app_settings import get_config
 from .consumers import session_owner
 from .forms import test_numbers_allowed
+
+
+def _start_runtime(request: HttpRequest) -> None:
+    """Under ASGI, start the embedded worker (and sandbox) with the first page view, so the
+    sandbox sender account is connected before the visitor asks for a code."""
+    if isinstance(request, ASGIRequest) and get_config()["EMBEDDED_WORKER"]:
+        async_to_sync(runtime.ensure_started)()
 
 
 def _sandbox_inbox_available() -> bool:
@@ -26,6 +35,7 @@ def verify(request: HttpRequest) -> HttpResponse:
     if config["REQUIRE_LOGIN"] and not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     session_owner(request.session)
+    _start_runtime(request)
     context: dict[str, Any] = {
         "websocket_path": "/ws/verification/",
         "sandbox_inbox_url": reverse("verification:sandbox_inbox")
@@ -42,6 +52,7 @@ def sandbox_inbox(request: HttpRequest) -> HttpResponse:
     """Every code the embedded sandbox delivered (DEBUG only)."""
     if not _sandbox_inbox_available():
         raise Http404
+    _start_runtime(request)
     return render(
         request,
         "verification/sandbox_inbox.html",
