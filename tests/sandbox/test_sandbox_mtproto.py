@@ -117,3 +117,16 @@ def test_rsa_pad_inner_data_is_accepted():
     assert isinstance(answer, types.ServerDHParamsOk)
     # Garbage is refused rather than misread.
     assert decrypt_inner_data(key, os.urandom(255)) is None
+
+
+@pytest.mark.asyncio
+async def test_gzip_packed_requests_are_unpacked(sandbox, connect):
+    from telethon.tl.core import GzipPacked
+
+    client = await connect()
+    await client(functions.PingRequest(ping_id=1))
+    state = client._sender._state
+    before = sandbox.stats.get("rpc:help.getNearestDc", 0)
+    body = bytes(GzipPacked(bytes(functions.help.GetNearestDcRequest())))
+    await _send_raw(client, state._get_new_msg_id(), state._get_seq_no(True), body)
+    await _wait_for(lambda: sandbox.stats.get("rpc:help.getNearestDc", 0) > before)

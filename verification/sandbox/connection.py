@@ -321,13 +321,16 @@ class _Sender:
             self._bad_msg(container_id, container_seqno, 64)
             return
         for msg_id, seqno, inner in items:
-            if msg_id % 4 or msg_id >= container_id or msg_id in self.session.seen:
-                if msg_id in self.session.seen:
-                    continue
-                self._bad_msg(msg_id, seqno, 18 if msg_id % 4 else 64)
-                continue
-            self.session.seen.append(msg_id)
-            self._dispatch(msg_id, inner)
+            if msg_id in self.session.seen:
+                continue  # a resent copy of something already handled
+            if msg_id % 4:
+                self._bad_msg(msg_id, seqno, 18)
+            elif msg_id >= container_id:
+                # The spec requires a container's msg_id to exceed those it holds.
+                self._bad_msg(msg_id, seqno, 64)
+            else:
+                self.session.seen.append(msg_id)
+                self._dispatch(msg_id, inner)
 
     # --- one message ---------------------------------------------------------------------
 
