@@ -289,3 +289,34 @@ async def test_error_messages_are_translated(ready, open_tab, browser_session):
         from verification import runtime
 
         await runtime.shutdown()
+
+
+async def test_signed_in_user_is_recorded(ready, open_tab, browser_session, django_user_model):
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    user = await django_user_model.objects.acreate_user("visitor", password="pw")
+    session_key = await browser_session()
+
+    def sign_in() -> None:
+        store = SessionStore(session_key)
+        store[SESSION_KEY] = str(user.pk)
+        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        store.save()
+
+    await database_sync_to_async(sign_in)()
+    tab, _ = await open_tab(session_key)
+    await tab.send(type="send_code", phone_number=PHONE)
+    await tab.receive_until("code_sent")
+    row = await PhoneVerification.objects.select_related("user").aget()
+    assert row.user == user
+
+
+async def test_require_login(ready, open_tab, browser_session, settings):
+    settings.VERIFICATION = {**settings.VERIFICATION, "REQUIRE_LOGIN": True}
+    tab, _ = await open_tab(await browser_session())
+    await tab.send(type="send_code", phone_number=PHONE)
+    error = await tab.receive()
+    assert error["code"] == "LOGIN_REQUIRED"
+    assert not await PhoneVerification.objects.aexists()

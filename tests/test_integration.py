@@ -17,7 +17,6 @@ from verification.models import PhoneVerification
 from verification.sandbox import SandboxThread
 
 pytestmark = [
-    pytest.mark.asyncio,
     pytest.mark.django_db(transaction=True),
     pytest.mark.integration,
 ]
@@ -181,3 +180,24 @@ async def test_injected_telegram_error_reaches_the_visitor(
     tab = await send(open_tab, browser_session, "+9996651234")
     error = await tab.receive_until("error")
     assert error["code"] == "PHONE_NUMBER_FLOOD"
+
+
+def test_telegram_login_command_with_a_password(telethon_settings, sandbox, monkeypatch):
+    """`manage.py telegram_login`: phone → code → 2FA password, against the sandbox."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from verification.models import SenderAccount
+
+    answers = iter(["00000", "22222"])
+    passwords = iter(["wrong", "sandbox-password"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(passwords))
+    out, err = StringIO(), StringIO()
+    call_command("telegram_login", phone="+999 66 2 8001", label="Main", stdout=out, stderr=err)
+    assert "Connected sender account Main" in out.getvalue()
+    assert "That code is not right" in err.getvalue()
+    assert "That password is not right" in err.getvalue()
+    account = SenderAccount.objects.get(phone_number="+9996628001")
+    assert account.session and account.is_active
