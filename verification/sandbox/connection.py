@@ -182,6 +182,8 @@ class ClientConnection:
         except Exception as exc:
             raise HandshakeError(f"cannot parse plain message: {exc}") from exc
         answer, new_key = self.handshake.handle(request)
+        if isinstance(answer, types.DhGenRetry):
+            self.server.stats["dh_gen_retry"] += 1
         if new_key is not None:
             self.server.store.add_auth_key(new_key.key, expires_at=new_key.expires_at)
             self.server.stats["auth_keys_created"] += 1

@@ -170,9 +170,14 @@ class Handshake:
         if (inner.nonce, inner.server_nonce) != (state.nonce, state.server_nonce):
             raise HandshakeError("nonce mismatch in client_DH_inner_data")
         g_b = int.from_bytes(inner.g_b, "big")
-        # No left padding: Telethon 1.45 builds its key this way, so ~1 key in 256 is 255 bytes
-        # long and both sides must agree on those exact bytes (see docs/sandbox.md).
-        key = int_to_bytes(pow(g_b, state.a, DH_PRIME))
+        key = pow(g_b, state.a, DH_PRIME).to_bytes(256, "big")
+        if key[0] == 0 and dh_value_is_safe(g_b):
+            # The spec's key is 256 bytes, left-padded; Telethon 1.45 drops the leading zero.
+            # Such a key (~1 in 256) would be different bytes on either side, so ask for a new
+            # b (dh_gen_retry): a conforming client retries with it, Telethon redoes the
+            # exchange. Every key that is used is then the same on both sides.
+            retry_hash = AuthKey(key).calc_new_nonce_hash(state.new_nonce, 2)
+            return types.DhGenRetry(state.nonce, state.server_nonce, retry_hash), None
         del self._pending[state.nonce]
         auth_key = AuthKey(key)
         if not dh_value_is_safe(g_b):
