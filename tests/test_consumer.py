@@ -218,11 +218,15 @@ async def test_bad_field_types(ready, open_tab, browser_session):
     assert (await tab.receive())["code"] == "NO_ACTIVE_VERIFICATION"
 
 
-async def test_empty_code(ready, open_tab, browser_session):
+async def test_empty_and_oversized_codes(ready, open_tab, browser_session):
     tab, _, _ = await start(open_tab, browser_session)
     await tab.send(type="verify", code="  ")
     error = await tab.receive_until("error")
     assert error["code"] == "PHONE_CODE_EMPTY"
+    assert error["verification"]["attempts_left"] == 5
+    await tab.send(type="verify", code="1" * 65)
+    error = await tab.receive_until("error")
+    assert error["code"] == "PHONE_CODE_INVALID"
     assert error["verification"]["attempts_left"] == 5
 
 

@@ -173,7 +173,11 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         form = CodeForm({"code": code or ""})
         verification = await self._active()
         if not form.is_valid():
-            raise VerificationError(ErrorCode.PHONE_CODE_EMPTY)
+            empty = form.errors.as_data()["code"][0].code == ErrorCode.PHONE_CODE_EMPTY
+            # Nothing Telegram could accept: refused here, without using up an attempt.
+            raise VerificationError(
+                ErrorCode.PHONE_CODE_EMPTY if empty else ErrorCode.PHONE_CODE_INVALID
+            )
         verification = await database_sync_to_async(services.verification_attempt_start)(
             verification_id=verification.pk
         )
