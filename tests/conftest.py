@@ -1,17 +1,12 @@
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.cache import cache
@@ -19,7 +14,7 @@ from django.core.cache import cache
 from verification import runtime
 from verification.gateway.fake import FakeGateway
 from verification.models import SenderAccount
-from verification.routing import websocket_urlpatterns
+from verification.testing import VerificationTab
 
 FAKE_CONFIG = {
     "GATEWAY": "verification.gateway.fake.FakeGateway",
@@ -63,45 +58,8 @@ def make_sender() -> Callable[..., SenderAccount]:
     return make
 
 
-class Tab:
-    """One browser tab: a WebSocket of a given Django session."""
-
-    def __init__(self, session_key: str) -> None:
-        application = AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        self.communicator = WebsocketCommunicator(
-            application,
-            "/ws/verification/",
-            headers=[(b"cookie", f"sessionid={session_key}".encode()), (b"host", b"127.0.0.1")],
-        )
-
-    async def connect(self) -> dict[str, Any]:
-        connected, _ = await self.communicator.connect(timeout=10)
-        assert connected
-        return await self.receive()
-
-    async def send(self, **frame: Any) -> None:
-        await self.communicator.send_to(text_data=json.dumps(frame))
-
-    async def send_raw(self, text: str) -> None:
-        await self.communicator.send_to(text_data=text)
-
-    async def receive(self, timeout: float = 5) -> dict[str, Any]:
-        return json.loads(await self.communicator.receive_from(timeout=timeout))
-
-    async def receive_until(self, kind: str, timeout: float = 10) -> dict[str, Any]:
-        """Frames until one of type ``kind`` arrives (earlier ones are skipped)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            frame = await self.receive(timeout=max(0.1, deadline - loop.time()))
-            if frame["type"] == kind:
-                return frame
-
-    async def nothing(self, timeout: float = 0.3) -> bool:
-        return await self.communicator.receive_nothing(timeout=timeout)
-
-    async def close(self) -> None:
-        await self.communicator.disconnect()
+# The test kit's tab, shipped for host projects, is the one the suite uses.
+Tab = VerificationTab
 
 
 @pytest_asyncio.fixture

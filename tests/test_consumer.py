@@ -111,7 +111,7 @@ async def test_resend_available_is_pushed_then_resend_follows_next_type(
     FakeGateway.resend_timeout = 1
     tab, _, sent = await start(open_tab, browser_session)
     assert sent["verification"]["resend_in"] == 1
-    available = await tab.receive_until("resend_available", timeout=5)
+    available = await tab.receive_until("resend_available", wait=5)
     assert available["verification"]["resend_in"] == 0
     await tab.send(type="resend")
     resent = await tab.receive_until("code_sent")
@@ -187,7 +187,7 @@ async def test_expired_is_pushed_and_enforced(ready, open_tab, browser_session):
     await tab.send(type="state")
     state = await tab.receive_until("state")
     assert state["verification"]["expires_in"] <= 1
-    expired = await tab.receive_until("expired", timeout=5)
+    expired = await tab.receive_until("expired", wait=5)
     assert expired["verification"]["status"] == "expired"
     await tab.send(type="verify", code="22222")
     error = await tab.receive_until("error")

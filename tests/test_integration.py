@@ -75,7 +75,7 @@ async def test_send_resend_verify(sender, open_tab, browser_session, sandbox):
     sent = await tab.receive_until("code_sent")
     assert sent["verification"]["code"] == {"type": "sms", "length": 5}
     assert sent["verification"]["next_type"] == "call"
-    await tab.receive_until("resend_available", timeout=5)
+    await tab.receive_until("resend_available", wait=5)
     await tab.send(type="resend")
     resent = await tab.receive_until("code_sent")
     assert resent["verification"]["code"]["type"] == "call"
@@ -169,7 +169,7 @@ async def test_sandbox_drop_is_survived(sender, open_tab, browser_session, sandb
     await tab.receive_until("code_sent")
     sandbox.drop_connections()
     await tab.send(type="verify", code="44444")
-    verified = await tab.receive_until("verified", timeout=20)
+    verified = await tab.receive_until("verified", wait=20)
     assert verified["verification"]["status"] == "verified"
 
 

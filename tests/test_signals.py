@@ -92,7 +92,7 @@ async def test_successful_flow(ready, received, open_tab, browser_session):
 async def test_resend_is_code_sent_with_resent(ready, received, open_tab, browser_session):
     FakeGateway.resend_timeout = 1
     tab, _ = await code_sent(open_tab, browser_session)
-    await tab.receive_until("resend_available", timeout=5)
+    await tab.receive_until("resend_available", wait=5)
     await tab.send(type="resend")
     await tab.receive_until("code_sent")
     assert received.names == ["started", "code_sent", "code_sent"]
