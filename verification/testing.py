@@ -89,6 +89,8 @@ def sandbox_settings(
         "TELEGRAM_SERVER_PUBLIC_KEY": str(key_file),
         "TELEGRAM_API_ID": 1,
         "TELEGRAM_API_HASH": "sandbox",
+        # This sandbox, not one embedded in the web process.
+        "EMBEDDED_SANDBOX": False,
     }
     return telegram_sandbox
 
