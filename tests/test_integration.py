@@ -201,3 +201,47 @@ def test_telegram_login_command_with_a_password(telethon_settings, sandbox, monk
     assert "That password is not right" in err.getvalue()
     account = SenderAccount.objects.get(phone_number="+9996628001")
     assert account.session and account.is_active
+
+
+async def test_gateway_reconnects_when_the_server_comes_back(settings, tmp_path):
+    """Telethon gives up after its own retries; the gateway's supervisor reconnects with
+    backoff once the server is back, and the sender account works again."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = tmp_path / "sandbox-state.json"
+    first = SandboxThread(port=port, state_file=state).start()
+    key = tmp_path / "sandbox.pem"
+    key.write_text(first.public_key_pem)
+    settings.VERIFICATION = {
+        **settings.VERIFICATION,
+        "TELEGRAM_SERVER": first.address,
+        "TELEGRAM_SERVER_PUBLIC_KEY": str(key),
+        "EMBEDDED_SANDBOX": False,
+    }
+    gateway = TelethonGateway()
+    second = None
+    try:
+        await gateway.login_send_code("login", "+9996619999")
+        result = await gateway.login_sign_in("login", first.last_code("+9996619999"))
+        await gateway.open(1, result.session)
+        client = gateway._clients[1]
+        await asyncio.to_thread(first.stop)
+        async with asyncio.timeout(30):
+            while not client.disconnected.done():
+                await asyncio.sleep(0.1)
+        with pytest.raises(GatewayError) as down:
+            await gateway.send_verify_code(1, "+9996651111")
+        assert down.value.code is ErrorCode.TELEGRAM_UNAVAILABLE
+        second = SandboxThread(port=port, state_file=state).start()
+        async with asyncio.timeout(30):
+            while not client.is_connected():
+                await asyncio.sleep(0.1)
+        sent = await gateway.send_verify_code(1, "+9996651111")
+        assert sent.type == "sms"
+    finally:
+        await gateway.close_all()
+        if second is not None:
+            await asyncio.to_thread(second.stop)

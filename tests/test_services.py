@@ -203,3 +203,14 @@ def test_cleanup_command(leased):
     assert "Would expire 1 and delete 0" in out.getvalue()
     call_command("verification_cleanup", stdout=out)
     assert not PhoneVerification.objects.filter(pk=old.pk).exists()
+
+
+def test_sends_nobody_answered_fail(leased):
+    verification = start()
+    assert services.verification_fail_stuck_sends() == []
+    later = timezone.now() + timedelta(seconds=61)
+    [failed] = services.verification_fail_stuck_sends(now=later)
+    assert failed.pk == verification.pk
+    assert failed.status == "failed"
+    assert failed.last_error == "TELEGRAM_UNAVAILABLE"
+    assert services.verification_fail_stuck_sends(now=later) == []

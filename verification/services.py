@@ -452,6 +452,31 @@ def verification_expire_all_due(*, now: datetime | None = None) -> list[PhoneVer
     return [verification for verification in expired if verification is not None]
 
 
+def verification_fail_stuck_sends(*, now: datetime | None = None) -> list[PhoneVerification]:
+    """Fail verifications still ``sending`` long after Telegram should have answered."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=2 * get_config()["REQUEST_TIMEOUT"])
+    stuck = PhoneVerification.objects.filter(
+        status=Status.SENDING, created_at__lte=cutoff
+    ).values_list("pk", flat=True)
+    failed = []
+    for pk in list(stuck):
+        with transaction.atomic():
+            verification = _lock(pk)
+            if verification.status == Status.SENDING:
+                failed.append(
+                    _finish(
+                        verification,
+                        Status.FAILED,
+                        kind=Kind.FAILED,
+                        actor=Actor.SYSTEM,
+                        error=ErrorCode.TELEGRAM_UNAVAILABLE,
+                        reason="no answer from the Telegram worker",
+                    )
+                )
+    return failed
+
+
 def verification_purge(*, before: datetime) -> int:
     """Delete finished verifications (and their events) created before ``before``."""
     deleted, _ = (

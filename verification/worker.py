@@ -210,6 +210,11 @@ class TelegramWorker:
         """Expire verifications nobody is watching and tell their tabs, if any."""
         for verification in await db(services.verification_expire_all_due)():
             await self._push(verification.owner, frame("expired", verification))
+        # A send that no worker answered (its worker died holding the request) fails visibly.
+        for verification in await db(services.verification_fail_stuck_sends)():
+            await self._push(
+                verification.owner, error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, verification)
+            )
 
     # Requests -------------------------------------------------------------------------------
 
