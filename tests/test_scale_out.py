@@ -1,4 +1,4 @@
-"""The scale-out configuration: PostgreSQL, Redis, a web process and two Telegram worker
+"""The scale-out configuration: PostgreSQL, Redis, two web processes and two Telegram worker
 processes, all separate, with the sandbox as Telegram. A killed worker's sender account is taken
 over by the other one once its lease runs out, and verification goes on."""
 
@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -152,28 +153,43 @@ def test_web_and_workers_in_separate_processes(site):
     first = site.start("worker-1", python, "manage.py", "telegram_worker")
     owner_1 = wait_for(lambda: lease_owner(site), what="worker 1 to lease the account")
     site.start("worker-2", python, "manage.py", "telegram_worker")
-    site.start(
-        "web", python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(site.port),
-        "passportsite.asgi:application",
-    )  # fmt: skip
+    other_port = free_port()
+    for name, port in (("web-1", site.port), ("web-2", other_port)):
+        site.start(
+            name, python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+            "passportsite.asgi:application",
+        )  # fmt: skip
 
-    def web_up() -> bool:
+    def web_up(port: int) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", site.port), timeout=0.2):
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return True
         except OSError:
             return False
 
-    wait_for(web_up, what="the web process")
-    url = f"ws://127.0.0.1:{site.port}/ws/verification/"
-    origin = f"http://127.0.0.1:{site.port}"
+    wait_for(lambda: web_up(site.port) and web_up(other_port), what="the web processes")
+    # The page gives the browser its session; both tabs carry that cookie.
+    page = urllib.request.urlopen(f"http://127.0.0.1:{site.port}/", timeout=10)
+    cookie = page.headers["Set-Cookie"].split(";")[0]
+    assert cookie.startswith("sessionid=")
+
+    def tab(port: int) -> websockets.asyncio.client.connect:
+        return websockets.connect(
+            f"ws://127.0.0.1:{port}/ws/verification/",
+            origin=f"http://127.0.0.1:{port}",
+            additional_headers={"Cookie": cookie},
+        )
 
     async def journey() -> None:
-        async with websockets.connect(url, origin=origin) as ws:
+        async with tab(site.port) as ws, tab(other_port) as other:
             assert json.loads(await ws.recv()) == {"type": "state", "verification": None}
+            assert json.loads(await other.recv()) == {"type": "state", "verification": None}
             await ws.send(json.dumps({"type": "send_code", "phone_number": "+9996621234"}))
             sent = await receive_until(ws, "code_sent")
             assert sent["verification"]["code"] == {"type": "sms", "length": 5}
+            # The tab served by the other web process hears it through Redis.
+            seen = await receive_until(other, "code_sent")
+            assert seen["verification"]["id"] == sent["verification"]["id"]
 
             # Worker 1 dies without releasing its lease; worker 2 takes the account over.
             first.kill()
@@ -187,6 +203,9 @@ def test_web_and_workers_in_separate_processes(site):
             await ws.send(json.dumps({"type": "verify", "code": "22222"}))
             verified = await receive_until(ws, "verified")
             assert verified["verification"]["status"] == "verified"
+            assert (await receive_until(other, "verified"))["verification"] == verified[
+                "verification"
+            ]
 
             await ws.send(json.dumps({"type": "send_code", "phone_number": "+9996631234"}))
             await receive_until(ws, "code_sent")

@@ -27,6 +27,10 @@ class Command(BaseCommand):
             password_file.write_text(password + "\n")
             password_file.chmod(0o600)
         self.stdout.write(f"Site:  {url}/")
+        if settings.DEBUG and settings.VERIFICATION.get("EMBEDDED_SANDBOX"):
+            self.stdout.write(
+                f"Sandbox inbox: {url}/sandbox/  (try +999 66 2 1234 with the code 22222)"
+            )
         if password_file.exists():
             password = password_file.read_text().strip()
             self.stdout.write(f"Admin: {url}/admin/  (user admin, password {password})")
