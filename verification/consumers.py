@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import translation
+from django.utils.translation.trans_real import parse_accept_lang_header
 
 from . import runtime, selectors, services
 from .app_settings import get_config
@@ -43,7 +44,7 @@ def _language(scope: dict[str, Any]) -> str:
     if cookie := cookies.get(settings.LANGUAGE_COOKIE_NAME):
         candidates.append(cookie)
     accept = headers.get(b"accept-language", b"").decode("latin-1")
-    candidates += [lang for lang, _ in translation.trans_real.parse_accept_lang_header(accept)]
+    candidates += [lang for lang, _ in parse_accept_lang_header(accept)]
     for candidate in candidates:
         try:
             return translation.get_supported_language_variant(candidate)

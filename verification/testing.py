@@ -129,6 +129,7 @@ class VerificationTab:
         from verification.routing import websocket_urlpatterns
 
         self.session_key = session_key
+        self.first_frame: dict[str, Any] = {}
         self.communicator = WebsocketCommunicator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
             path,

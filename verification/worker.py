@@ -251,7 +251,11 @@ class TelegramWorker:
         )
 
     async def _load(self, verification_id: str) -> PhoneVerification | None:
-        return await db(verification_get)(verification_id=verification_id)
+        verification = await db(verification_get)(verification_id=verification_id)
+        if verification is None or verification.sender_account_id is None:
+            # Gone, or its sender account was deleted: nothing can be asked of Telegram.
+            return None
+        return verification
 
     async def _gateway_failed(self, verification: PhoneVerification, exc: GatewayError) -> None:
         account_id = verification.sender_account_id
