@@ -14,6 +14,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from . import runtime, services
 from .app_settings import get_config
@@ -213,7 +214,11 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
             services.verification_review(
                 verification=verification, status=status, staff_user=request.user
             )
-        self.message_user(request, _("%d verifications reviewed.") % queryset.count())
+        count = queryset.count()
+        self.message_user(
+            request,
+            ngettext("%d verification reviewed.", "%d verifications reviewed.", count) % count,
+        )
 
     @admin.action(description=_("Approve selected verifications"))
     def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -234,7 +239,11 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
             )
             async_to_sync(_notify_cancelled)(verification)
             done += 1
-        self.message_user(request, _("%d verifications cancelled.") % done, messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("%d verification cancelled.", "%d verifications cancelled.", done) % done,
+            messages.SUCCESS,
+        )
 
     @admin.action(description=_("Export selected verifications as CSV"))
     def export_csv(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
