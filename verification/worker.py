@@ -265,6 +265,20 @@ class TelegramWorker:
                 account_id=account_id, error=exc.telegram_error
             )
 
+    async def _send_failed(self, verification: PhoneVerification, exc: GatewayError) -> None:
+        """Record a refused send or resend and tell the visitor's tabs."""
+        await self._gateway_failed(verification, exc)
+        updated = await db(services.verification_send_failed)(
+            verification_id=verification.pk,
+            code=exc.code,
+            retry_after=exc.retry_after,
+            telegram_error=exc.telegram_error,
+        )
+        if updated is not None:
+            await self._push(
+                updated.owner, error_frame(exc.code, updated, retry_after=exc.retry_after)
+            )
+
     async def handle_send(self, message: dict[str, Any]) -> None:
         verification = await self._load(message["verification"])
         if verification is None or verification.status != PhoneVerification.Status.SENDING:
@@ -274,17 +288,7 @@ class TelegramWorker:
                 verification.sender_account_id, verification.phone_number
             )
         except GatewayError as exc:
-            await self._gateway_failed(verification, exc)
-            updated = await db(services.verification_send_failed)(
-                verification_id=verification.pk,
-                code=exc.code,
-                retry_after=exc.retry_after,
-                telegram_error=exc.telegram_error,
-            )
-            if updated is not None:
-                await self._push(
-                    updated.owner, error_frame(exc.code, updated, retry_after=exc.retry_after)
-                )
+            await self._send_failed(verification, exc)
             return
         updated = await db(services.verification_code_sent)(
             verification_id=verification.pk, sent=sent
@@ -306,17 +310,7 @@ class TelegramWorker:
                 verification.phone_code_hash,
             )
         except GatewayError as exc:
-            await self._gateway_failed(verification, exc)
-            updated = await db(services.verification_send_failed)(
-                verification_id=verification.pk,
-                code=exc.code,
-                retry_after=exc.retry_after,
-                telegram_error=exc.telegram_error,
-            )
-            if updated is not None:
-                await self._push(
-                    updated.owner, error_frame(exc.code, updated, retry_after=exc.retry_after)
-                )
+            await self._send_failed(verification, exc)
             return
         updated = await db(services.verification_code_sent)(
             verification_id=verification.pk, sent=sent, resent=True
