@@ -142,7 +142,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "verification": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+        "verification": {
+            "handlers": ["console"],
+            "level": env.str("LOG_LEVEL", default="INFO"),
+            "propagate": False,
+        },
         "telethon": {"handlers": ["console"], "level": "WARNING"},
     },
 }

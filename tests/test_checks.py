@@ -170,10 +170,10 @@ def test_telegram_server_public_key_file_missing(configure, tmp_path):
     assert message.msg == f"TELEGRAM_SERVER_PUBLIC_KEY {missing!r} does not exist."
 
 
-@pytest.mark.parametrize("server", ["127.0.0.1", "127.0.0.1:port", ":8443"])
+@pytest.mark.parametrize("server", ["127.0.0.1", "127.0.0.1:port", ":8443", "host:99999"])
 def test_malformed_telegram_server(configure, tmp_path, server):
     key = tmp_path / "sandbox.pem"
-    key.write_text("key")
+    key.write_text("-----BEGIN RSA PUBLIC KEY-----\n...\n-----END RSA PUBLIC KEY-----\n")
     configure(TELEGRAM_SERVER=server, TELEGRAM_SERVER_PUBLIC_KEY=str(key))
     message = only(check_settings())
     assert message.id == "verification.E021"
@@ -187,3 +187,41 @@ def test_embedded_sandbox_in_production_warns(configure, settings):
     assert message.id == "verification.W030"
     assert message.level == WARNING
     assert "sandbox" in message.msg
+
+
+def test_key_file_that_is_not_pem(configure, tmp_path):
+    key = tmp_path / "hostname"
+    key.write_text("myhost\n")
+    configure(TELEGRAM_SERVER="127.0.0.1:8443", TELEGRAM_SERVER_PUBLIC_KEY=str(key))
+    message = only(check_settings())
+    assert message.id == "verification.E024"
+
+
+def test_gateway_that_cannot_be_imported(configure):
+    configure(EMBEDDED_SANDBOX=True, GATEWAY="no.such.Gateway")
+    message = only(check_settings())
+    assert message.id == "verification.E007"
+    assert "no.such.Gateway" in message.msg
+
+
+def test_unknown_rate_limit_scope(configure):
+    configure(EMBEDDED_SANDBOX=True, RATE_LIMITS={"sesion": (1, 60)})
+    message = only(check_settings())
+    assert message.id == "verification.E006"
+    assert "'sesion'" in message.msg
+
+
+@pytest.mark.parametrize("key", ["MAX_RESENDS", "DEFAULT_RESEND_TIMEOUT"])
+def test_negative_counts(configure, key):
+    configure(EMBEDDED_SANDBOX=True, **{key: -1})
+    message = only(check_settings())
+    assert message.id == "verification.E004"
+    assert message.msg == f"VERIFICATION[{key!r}] must not be negative."
+
+
+def test_rate_limits_none_switches_every_limit_off(configure):
+    from verification.app_settings import get_config
+
+    configure(EMBEDDED_SANDBOX=True, RATE_LIMITS=None)
+    assert check_settings() == []
+    assert set(get_config()["RATE_LIMITS"].values()) == {None}

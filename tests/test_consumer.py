@@ -324,3 +324,53 @@ async def test_require_login(ready, open_tab, browser_session, settings):
     error = await tab.receive()
     assert error["code"] == "LOGIN_REQUIRED"
     assert not await PhoneVerification.objects.aexists()
+
+
+async def test_a_request_no_worker_answers_is_reported(ready, open_tab, browser_session, settings):
+    """The worker holding the account died with the request: the visitor is told, and the
+    attempt is given back."""
+    from verification.models import SenderAccount
+
+    settings.VERIFICATION = {**settings.VERIFICATION, "REQUEST_TIMEOUT": 1}
+    tab, _, _ = await start(open_tab, browser_session)
+    await SenderAccount.objects.aupdate(lease_owner="verification.worker.gone!dead")
+    await tab.send(type="verify", code="22222")
+    error = await tab.receive_until("error", wait=8)
+    assert error["code"] == "TELEGRAM_UNAVAILABLE"
+    assert error["verification"]["attempts_left"] == 5
+    assert error["verification"]["status"] == "code_sent"
+
+
+async def test_verify_without_a_live_worker_keeps_the_attempt(ready, open_tab, browser_session):
+    from verification.models import SenderAccount
+
+    tab, _, _ = await start(open_tab, browser_session)
+    await SenderAccount.objects.aupdate(lease_expires_at=timezone.now())
+    await tab.send(type="verify", code="22222")
+    error = await tab.receive_until("error")
+    assert error["code"] == "TELEGRAM_UNAVAILABLE"
+    assert error["verification"]["attempts_left"] == 5
+
+
+async def test_deeply_nested_json_is_a_bad_message(ready, open_tab, browser_session):
+    tab, _ = await open_tab(await browser_session())
+    await tab.send_raw("[" * 100000 + "]" * 100000)
+    assert (await tab.receive())["code"] == "BAD_MESSAGE"
+    await tab.send(type="state")
+    assert (await tab.receive())["type"] == "state"
+
+
+async def test_socket_without_a_session_cookie_writes_no_session(ready, stop_runtime):
+    from django.contrib.sessions.models import Session
+
+    from verification.testing import VerificationTab
+
+    tab = VerificationTab("")
+    tab.communicator.scope["headers"] = [(b"host", b"localhost")]
+    try:
+        assert (await tab.connect())["verification"] is None
+        await tab.send(type="send_code", phone_number=PHONE)
+        await tab.receive_until("code_sent")
+        assert not await Session.objects.aexists()
+    finally:
+        await tab.close()

@@ -104,9 +104,39 @@ def test_resend_deadline_is_enforced(leased):
     assert 59 <= error.value.retry_after <= 60
     PhoneVerification.objects.update(resend_at=timezone.now())
     services.verification_resend_request(verification_id=verification.pk)
-    # The slot is held while Telegram answers: a double click sends one request.
-    with pytest.raises(VerificationError):
+    # One resend in flight: a double click (or a second tab) sends no second request.
+    with pytest.raises(services.ResendInFlight):
         services.verification_resend_request(verification_id=verification.pk)
+    # Telegram's answer frees it.
+    services.verification_send_failed(
+        verification_id=verification.pk, code=ErrorCode.TELEGRAM_UNAVAILABLE
+    )
+    services.verification_resend_request(verification_id=verification.pk)
+
+
+def test_no_next_type_once_resends_are_used_up(leased, settings):
+    settings.VERIFICATION = {**settings.VERIFICATION, "MAX_RESENDS": 1}
+    verification = sent(start())
+    code = SentCode(type="call", phone_code_hash="h2", length=5, next_type="sms", timeout=5)
+    updated = services.verification_code_sent(
+        verification_id=verification.pk, sent=code, resent=True
+    )
+    snapshot = verification_snapshot(updated)
+    assert snapshot["next_type"] is None
+    assert snapshot["resend_in"] is None
+
+
+@pytest.mark.parametrize(
+    ("address", "bucket"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("", ""),
+    ],
+)
+def test_ip_buckets(address, bucket):
+    assert services._ip_bucket(address) == bucket
 
 
 def test_no_next_type_means_send_code_unavailable(leased):

@@ -53,7 +53,8 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_SECONDS": 30,
     # Require a signed-in user to start a verification.
     "REQUIRE_LOGIN": False,
-    # Sends allowed per window, as (count, seconds); None disables a limit.
+    # Sends allowed per window, as (count, seconds), per scope: "session", "phone", "ip" (IPv6
+    # per /64) and "user". None disables one limit; RATE_LIMITS = None disables them all.
     "RATE_LIMITS": {
         "session": (10, 600),
         "phone": (5, 3600),
@@ -72,6 +73,8 @@ DEFAULTS: dict[str, Any] = {
     # SECRET_KEY. Rotating it makes stored sessions unreadable.
     "ENCRYPTION_KEY": "",
 }
+
+RATE_LIMIT_SCOPES = ("session", "phone", "ip", "user")
 
 REQUIRED_TYPES: dict[str, type | tuple[type, ...]] = {
     "TELEGRAM_API_ID": int,
@@ -107,7 +110,11 @@ def get_config() -> dict[str, Any]:
     """The ``VERIFICATION`` setting merged over :data:`DEFAULTS`."""
     user = getattr(settings, "VERIFICATION", {}) or {}
     config = {**DEFAULTS, **user}
-    config["RATE_LIMITS"] = {**DEFAULTS["RATE_LIMITS"], **(user.get("RATE_LIMITS") or {})}
+    if "RATE_LIMITS" in user and user["RATE_LIMITS"] is None:
+        # RATE_LIMITS = None switches every limit off.
+        config["RATE_LIMITS"] = dict.fromkeys(RATE_LIMIT_SCOPES)
+    elif isinstance(user.get("RATE_LIMITS"), dict):
+        config["RATE_LIMITS"] = {**DEFAULTS["RATE_LIMITS"], **user["RATE_LIMITS"]}
     return config
 
 

@@ -7,8 +7,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
+from django.utils.module_loading import import_string
 
-from .app_settings import DEFAULTS, REQUIRED_TYPES, get_config, unknown_keys
+from .app_settings import (
+    DEFAULTS,
+    RATE_LIMIT_SCOPES,
+    REQUIRED_TYPES,
+    get_config,
+    unknown_keys,
+)
 
 
 @register()
@@ -48,10 +55,40 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
     if messages:
         return messages
-    for key in ("MAX_ATTEMPTS", "EXPIRES_AFTER", "LEASE_SECONDS", "REQUEST_TIMEOUT"):
+    for key in (
+        "MAX_ATTEMPTS",
+        "EXPIRES_AFTER",
+        "LEASE_SECONDS",
+        "REQUEST_TIMEOUT",
+        "SANDBOX_CODE_LIFETIME",
+    ):
         if config[key] <= 0:
             messages.append(
                 Error(f"VERIFICATION[{key!r}] must be greater than 0.", id="verification.E004")
+            )
+    for key in ("MAX_RESENDS", "DEFAULT_RESEND_TIMEOUT", "SANDBOX_RESEND_TIMEOUT"):
+        if config[key] < 0:
+            messages.append(
+                Error(f"VERIFICATION[{key!r}] must not be negative.", id="verification.E004")
+            )
+    try:
+        import_string(config["GATEWAY"])
+    except ImportError as exc:
+        messages.append(
+            Error(
+                f"VERIFICATION['GATEWAY'] {config['GATEWAY']!r} cannot be imported: {exc}",
+                hint="Use verification.gateway.telethon_gateway.TelethonGateway (the default).",
+                id="verification.E007",
+            )
+        )
+    for scope in config["RATE_LIMITS"]:
+        if scope not in RATE_LIMIT_SCOPES:
+            messages.append(
+                Error(
+                    f"VERIFICATION['RATE_LIMITS'] has an unknown scope {scope!r}.",
+                    hint="Scopes: " + ", ".join(RATE_LIMIT_SCOPES) + ".",
+                    id="verification.E006",
+                )
             )
     for scope, limit in config["RATE_LIMITS"].items():
         if limit is not None and not (
@@ -99,7 +136,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         )
     if config["TELEGRAM_SERVER"]:
         host, _, port = config["TELEGRAM_SERVER"].rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
             messages.append(
                 Error(
                     f"TELEGRAM_SERVER {config['TELEGRAM_SERVER']!r} is not host:port.",
@@ -121,6 +158,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 Error(
                     f"TELEGRAM_SERVER_PUBLIC_KEY {key!r} does not exist.",
                     id="verification.E023",
+                )
+            )
+        elif "-----BEGIN" not in Path(key).read_text(errors="replace"):
+            messages.append(
+                Error(
+                    f"TELEGRAM_SERVER_PUBLIC_KEY {key!r} is not a PEM public key.",
+                    id="verification.E024",
                 )
             )
     if config["EMBEDDED_SANDBOX"] and not settings.DEBUG:

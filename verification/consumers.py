@@ -25,6 +25,8 @@ from .worker import worker_channel, worker_request
 logger = logging.getLogger("verification.consumer")
 
 OWNER_SESSION_KEY = "verification_owner"
+# Frames that answer a request handed to the worker.
+ANSWERS = {"code_sent", "verified", "error", "cancelled", "expired"}
 
 
 def session_owner(session: Any) -> str:
@@ -60,6 +62,8 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.language = _language(self.scope)
         self.timer: asyncio.Task[None] | None = None
+        # Requests handed to the worker, by verification id, each with its answer deadline.
+        self.awaiting: dict[str, asyncio.Task[None]] = {}
         session = self.scope.get("session")
         if session is None:
             logger.error("VerificationConsumer needs SessionMiddleware (AuthMiddlewareStack)")
@@ -69,7 +73,12 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
             await runtime.ensure_started()
         except Exception:
             logger.exception("The embedded Telegram worker did not start")
-        self.owner = await database_sync_to_async(session_owner)(session)
+        if session.session_key is None:
+            # No page was loaded (no cookie): this socket alone owns what it starts, and no
+            # session row is written for it.
+            self.owner = secrets.token_hex(16)
+        else:
+            self.owner = await database_sync_to_async(session_owner)(session)
         self.group = group_name(self.owner)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -78,6 +87,8 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        for task in self.awaiting.values():
+            task.cancel()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -86,7 +97,7 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
             content = json.loads(text_data or "")
-        except ValueError:
+        except (ValueError, RecursionError):
             content = None
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             await self.send_error(ErrorCode.BAD_MESSAGE)
@@ -136,11 +147,10 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         for previous in cancelled:
             await worker_request(previous, "cancel", layer=self.channel_layer)
         await self.push(frame("state", verification))
-        if not await worker_request(verification, "send", layer=self.channel_layer):
-            updated = await database_sync_to_async(services.verification_send_failed)(
-                verification_id=verification.pk, code=ErrorCode.TELEGRAM_UNAVAILABLE
-            )
-            await self.push(error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, updated))
+        if await worker_request(verification, "send", layer=self.channel_layer):
+            self._expect_answer(verification, "send")
+        else:
+            await self._no_answer(verification, "send")
 
     async def _active(self) -> PhoneVerification:
         verification = await self._current()
@@ -160,12 +170,17 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         verification = await self._active()
         if not worker_channel(verification):
             raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
-        verification = await database_sync_to_async(services.verification_resend_request)(
-            verification_id=verification.pk
-        )
+        try:
+            verification = await database_sync_to_async(services.verification_resend_request)(
+                verification_id=verification.pk
+            )
+        except services.ResendInFlight:
+            return
         verification = await self._reload(verification)
-        if not await worker_request(verification, "resend", layer=self.channel_layer):
-            raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
+        if await worker_request(verification, "resend", layer=self.channel_layer):
+            self._expect_answer(verification, "resend")
+        else:
+            await self._no_answer(verification, "resend")
 
     async def on_verify(self, content: dict[str, Any]) -> None:
         code = content.get("code")
@@ -173,6 +188,9 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
             raise VerificationError(ErrorCode.BAD_MESSAGE)
         form = CodeForm({"code": code or ""})
         verification = await self._active()
+        if not worker_channel(verification):
+            # Refused before the attempt is counted: nobody could judge the code now.
+            raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
         if not form.is_valid():
             empty = form.errors.as_data()["code"][0].code == ErrorCode.PHONE_CODE_EMPTY
             # Nothing Telegram could accept: refused here, without using up an attempt.
@@ -183,13 +201,12 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
             verification_id=verification.pk
         )
         verification = await self._reload(verification)
-        if not await worker_request(
+        if await worker_request(
             verification, "verify", layer=self.channel_layer, code=form.cleaned_data["code"]
         ):
-            await database_sync_to_async(services.verification_attempt_result)(
-                verification_id=verification.pk, error=ErrorCode.TELEGRAM_UNAVAILABLE
-            )
-            raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
+            self._expect_answer(verification, "verify")
+        else:
+            await self._no_answer(verification, "verify")
 
     async def on_cancel(self, content: dict[str, Any]) -> None:
         verification = await self._active()
@@ -247,7 +264,39 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
 
     async def verification_frame(self, event: dict[str, Any]) -> None:
         """A frame pushed by the worker or another tab through the channel layer."""
-        await self.send_frame(event["frame"])
+        data = event["frame"]
+        snapshot = data.get("verification")
+        if snapshot and data["type"] in ANSWERS and snapshot["id"] in self.awaiting:
+            self.awaiting.pop(snapshot["id"]).cancel()
+        await self.send_frame(data)
+
+    # Answers from the worker ---------------------------------------------------------------
+
+    def _expect_answer(self, verification: PhoneVerification, kind: str) -> None:
+        """Tell the visitor if the worker never answers (it died holding the request)."""
+        key = str(verification.pk)
+        if key in self.awaiting:
+            self.awaiting.pop(key).cancel()
+        self.awaiting[key] = asyncio.ensure_future(self._answer_deadline(verification, kind))
+
+    async def _answer_deadline(self, verification: PhoneVerification, kind: str) -> None:
+        await asyncio.sleep(get_config()["REQUEST_TIMEOUT"] + 2)
+        self.awaiting.pop(str(verification.pk), None)
+        await self._no_answer(verification, kind)
+
+    async def _no_answer(self, verification: PhoneVerification, kind: str) -> None:
+        """No worker took the request: record it and tell every tab."""
+        if kind == "verify":
+            # The code was never judged, so the attempt is given back.
+            updated, _ = await database_sync_to_async(services.verification_attempt_result)(
+                verification_id=verification.pk, error=ErrorCode.TELEGRAM_UNAVAILABLE
+            )
+        else:
+            updated = await database_sync_to_async(services.verification_send_failed)(
+                verification_id=verification.pk, code=ErrorCode.TELEGRAM_UNAVAILABLE
+            )
+        if updated is not None:
+            await self.push(error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, updated))
 
     # Deadlines ------------------------------------------------------------------------------
 

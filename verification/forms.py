@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import unicodedata
+
 import phonenumbers
 from django import forms
 from django.utils.translation import gettext_lazy as _
@@ -86,7 +88,9 @@ class CodeForm(forms.Form):
     code = forms.CharField(label=_("Code"), max_length=64, required=False, strip=True)
 
     def clean_code(self) -> str:
-        code = "".join(self.cleaned_data["code"].split())
+        # Full-width digits (from some mobile keyboards) become ASCII; spaces and dashes go.
+        text = unicodedata.normalize("NFKC", self.cleaned_data["code"])
+        code = "".join(ch for ch in text if not ch.isspace() and ch not in "-‐‑–—")
         if not code:
             raise forms.ValidationError(
                 MESSAGES[ErrorCode.PHONE_CODE_EMPTY], code=ErrorCode.PHONE_CODE_EMPTY

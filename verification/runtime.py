@@ -36,6 +36,9 @@ class EmbeddedRuntime:
         gateway_kwargs: dict[str, Any] = {}
         if config["EMBEDDED_SANDBOX"]:
             self.sandbox = await asyncio.to_thread(self._start_sandbox, config)
+            # Sandbox accounts live only for this process's sandbox, so a lease left by the
+            # previous run (a restart) is stale: take it back now, not when it runs out.
+            await db(services.sender_account_release_sandbox)()
             key_file = Path(tempfile.gettempdir()) / f"verification-sandbox-{self.sandbox.port}.pem"
             key_file.write_text(self.sandbox.public_key_pem)
             gateway_kwargs = {"server": self.sandbox.address, "public_key_file": str(key_file)}

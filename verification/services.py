@@ -6,6 +6,7 @@ Every function here is synchronous and transactional; async callers go through
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 from datetime import datetime, timedelta
@@ -87,18 +88,33 @@ def _rate_limit_hit(scope: str, value: str, now: datetime) -> int | None:
     return None
 
 
+class ResendInFlight(Exception):
+    """A resend of this verification is already with Telegram; its answer reaches every tab."""
+
+
+def _resend_lock_key(verification_id: Any) -> str:
+    return f"verification:resend:{verification_id}"
+
+
 def _flood_key(phone_number: str) -> str:
     return f"verification:flood:{phone_number}"
 
 
 def _ip_bucket(ip: str | None) -> str:
+    """The rate-limit key of a client address: IPv4 as is, IPv6 per /64."""
     if not ip:
         return ""
-    if ":" in ip:  # IPv6: one subscriber usually holds a whole /64
-        import ipaddress
-
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return ip
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
+            return str(address.ipv4_mapped)
+        # One subscriber usually holds a whole /64.
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def _lock(verification_id: Any) -> PhoneVerification:
@@ -199,6 +215,11 @@ def verification_code_sent(
     verification.last_error = ""
     if resent:
         verification.resends += 1
+        cache.delete(_resend_lock_key(verification.pk))
+    if verification.resends >= get_config()["MAX_RESENDS"]:
+        # No resend is left, so there is no next way to offer.
+        verification.next_type = ""
+        verification.resend_at = None
     verification.save()
     event_record(
         verification=verification,
@@ -254,6 +275,7 @@ def verification_send_failed(
     """Record a failed send (or resend). Returns the verification, None if it ended meanwhile."""
     now = timezone.now()
     verification = _lock(verification_id)
+    cache.delete(_resend_lock_key(verification.pk))
     if not verification.is_active:
         return None
     if code is ErrorCode.FLOOD_WAIT and retry_after:
@@ -327,9 +349,9 @@ def verification_resend_request(*, verification_id: Any) -> PhoneVerification:
     if verification.resend_at and verification.resend_at > now:
         wait = math.ceil((verification.resend_at - now).total_seconds())
         raise VerificationError(ErrorCode.RESEND_NOT_AVAILABLE, retry_after=wait)
-    # Hold the slot while Telegram answers, so a double click sends one request.
-    verification.resend_at = now + timedelta(seconds=get_config()["REQUEST_TIMEOUT"])
-    verification.save(update_fields=["resend_at", "updated_at"])
+    # One resend in flight: a double click or a second tab gets its result with the first.
+    if not cache.add(_resend_lock_key(verification.pk), 1, timeout=get_config()["REQUEST_TIMEOUT"]):
+        raise ResendInFlight()
     event_record(verification=verification, kind=Kind.RESEND_REQUESTED, actor=Actor.VISITOR)
     return verification
 
@@ -556,6 +578,11 @@ def sender_account_release(*, owner: str, account_id: int | None = None, error: 
     if error:
         changes["last_error"] = error
     accounts.update(**changes)
+
+
+def sender_account_release_sandbox() -> None:
+    """Free the leases of embedded-sandbox accounts (they only serve one process)."""
+    SenderAccount.objects.filter(is_sandbox=True).update(lease_owner="", lease_expires_at=None)
 
 
 def sender_account_mark_dead(*, account_id: int, error: str) -> None:

@@ -29,12 +29,18 @@ class Command(BaseCommand):
                 "To connect a real account set TELEGRAM_API_ID and TELEGRAM_API_HASH; for a "
                 "standalone sandbox set TELEGRAM_SERVER and TELEGRAM_SERVER_PUBLIC_KEY."
             )
-        raw = options["phone"] or input("Phone number of the sender account: ")
+        try:
+            raw = options["phone"] or input("Phone number of the sender account: ")
+        except EOFError:
+            raise CommandError("Cancelled: no phone number given.") from None
         try:
             phone, international, _ = parse_phone_number(raw)
         except Exception as exc:
             raise CommandError(f"{raw!r} is not a valid phone number.") from exc
-        account = asyncio.run(self._login(phone, international))
+        try:
+            account = asyncio.run(self._login(phone, international))
+        except (EOFError, KeyboardInterrupt):
+            raise CommandError("Cancelled: no sender account was connected.") from None
         if options["label"]:
             account.label = options["label"]
             account.save(update_fields=["label"])
