@@ -219,3 +219,23 @@ def test_web_and_workers_in_separate_processes(site):
         raise
     rows = query(site.dsn, "SELECT status FROM verification_phoneverification ORDER BY created_at")
     assert rows == [("verified",), ("verified",)]
+
+
+def test_a_terminated_worker_hands_its_accounts_over_at_once(site):
+    """SIGTERM releases the leases: the other worker takes over without waiting them out."""
+    python = sys.executable
+    # Worker 1 takes 600 s leases; worker 2 looks for free accounts every second.
+    site.env["VERIFICATION_LEASE_SECONDS"] = "600"
+    first = site.start("worker-1", python, "manage.py", "telegram_worker")
+    owner_1 = wait_for(lambda: lease_owner(site), what="worker 1 to lease the account")
+    site.env["VERIFICATION_LEASE_SECONDS"] = "3"
+    site.start("worker-2", python, "manage.py", "telegram_worker")
+    wait_for(
+        lambda: "ready" in (site.log_dir / "worker-2.log").read_text(),
+        what="worker 2 to start",
+    )
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=15) == 0
+    assert "Telegram worker stopped." in (site.log_dir / "worker-1.log").read_text()
+    # Worker 1's lease had ~600 s to run: only a released lease changes hands this fast.
+    wait_for(lambda: lease_owner(site) not in ("", owner_1), what="worker 2 to take over")

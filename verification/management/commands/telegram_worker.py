@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from typing import Any
 
 from django.core.management.base import BaseCommand
@@ -19,9 +21,14 @@ class Command(BaseCommand):
         async def main() -> None:
             worker = TelegramWorker()
             task = asyncio.create_task(worker.run())
+            # SIGTERM (systemd, containers) stops the worker like Ctrl-C: its leases are
+            # released, so another worker takes its accounts over at once.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
             await worker.ready.wait()
             self.stdout.write(f"Telegram worker {worker.channel} ready; Ctrl-C to stop.")
-            await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self.stdout.write("Telegram worker stopped.")
 
         try:
             asyncio.run(main())
