@@ -897,6 +897,13 @@ function connect() {
     root.dataset.connection = "open";
     el.connection.classList.remove("is-error");
     showConnection("");
+    // The server greets every socket with `state`; if that frame is lost, ask for it.
+    const opened = socket;
+    setTimeout(() => {
+      if (!state.received && socket === opened && opened.readyState === WebSocket.OPEN) {
+        opened.send(JSON.stringify({ type: "state" }));
+      }
+    }, 5000);
   });
   socket.addEventListener("message", (event) => {
     let frame;
