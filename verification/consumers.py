@@ -188,15 +188,15 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
             raise VerificationError(ErrorCode.BAD_MESSAGE)
         form = CodeForm({"code": code or ""})
         verification = await self._active()
-        if not worker_channel(verification):
-            # Refused before the attempt is counted: nobody could judge the code now.
-            raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
         if not form.is_valid():
             empty = form.errors.as_data()["code"][0].code == ErrorCode.PHONE_CODE_EMPTY
             # Nothing Telegram could accept: refused here, without using up an attempt.
             raise VerificationError(
                 ErrorCode.PHONE_CODE_EMPTY if empty else ErrorCode.PHONE_CODE_INVALID
             )
+        if not worker_channel(verification):
+            # Refused before the attempt is counted: nobody could judge the code now.
+            raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
         verification = await database_sync_to_async(services.verification_attempt_start)(
             verification_id=verification.pk
         )
