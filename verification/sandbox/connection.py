@@ -36,6 +36,16 @@ logger = logging.getLogger("verification.sandbox")
 
 CONTAINER_ID = 0x73F1F8DC
 MSGS_ACK_ID = types.MsgsAck.CONSTRUCTOR_ID
+# The spec says ping/pong "do not require acknowledgments", so a ping is not content-related
+# (Pyrogram sends it, and http_wait, with an even seq_no); Telethon sends them as odd
+# content-related messages all the same. Real servers take both, and so do we.
+EITHER_PARITY_IDS = frozenset(
+    {
+        functions.PingRequest.CONSTRUCTOR_ID,
+        functions.PingDelayDisconnectRequest.CONSTRUCTOR_ID,
+        types.HttpWait.CONSTRUCTOR_ID,
+    }
+)
 RPC_RESULT_ID = 0xF35C6D01
 BOOL_TRUE = struct.pack("<I", 0x997275B5)
 BOOL_FALSE = struct.pack("<I", 0xBC799737)
@@ -116,6 +126,7 @@ class ClientConnection:
         self.writer = writer
         self.transport: Transport | None = None
         self.handshake = Handshake(server.server_key)
+        self._refused_keys: list[AuthKeyRecord] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self._disconnect_timer: asyncio.TimerHandle | None = None
         self.peer = writer.get_extra_info("peername")
@@ -185,8 +196,18 @@ class ClientConnection:
         if isinstance(answer, types.DhGenRetry):
             self.server.stats["dh_gen_retry"] += 1
         if new_key is not None:
-            self.server.store.add_auth_key(new_key.key, expires_at=new_key.expires_at)
-            self.server.stats["auth_keys_created"] += 1
+            record = self.server.store.add_auth_key(
+                new_key.key, expires_at=new_key.expires_at, initial_salt=new_key.salt
+            )
+            if new_key.refused:
+                # Kept for a client that ignores dh_gen_retry; dropped once this connection
+                # finishes another exchange (the retry, or Telethon's new exchange).
+                self._refused_keys.append(record)
+            else:
+                for refused in self._refused_keys:
+                    self.server.store.forget(refused)
+                self._refused_keys.clear()
+                self.server.stats["auth_keys_created"] += 1
             logger.debug("Sandbox: new auth key (%d bytes) for %s", len(new_key.key), self.peer)
         data = bytes(answer)
         msg_id = self.server.clock.next(response=True)
@@ -245,7 +266,7 @@ class _Sender:
         constructor = struct.unpack("<I", body[:4])[0] if len(body) >= 4 else 0
         content_related = constructor not in (CONTAINER_ID, MSGS_ACK_ID)
         error = self._check_msg_id(msg_id)
-        if error is None:
+        if error is None and constructor not in EITHER_PARITY_IDS:
             if content_related and seqno % 2 == 0:
                 error = 35
             elif not content_related and seqno % 2 == 1:
@@ -254,7 +275,9 @@ class _Sender:
             self._bad_msg(msg_id, seqno, error)
             self.flush()
             return
-        if not self.server.salts.is_valid(self.key_id, salt):
+        if not self.server.salts.is_valid(self.key_id, salt) and not self.record.is_initial_salt(
+            salt
+        ):
             self.server.stats["bad_server_salt"] += 1
             bad = types.BadServerSalt(
                 bad_msg_id=msg_id,
@@ -388,7 +411,8 @@ class _Sender:
             return True
         if isinstance(obj, functions.PingRequest | functions.PingDelayDisconnectRequest):
             pong = types.Pong(msg_id=msg_id, ping_id=obj.ping_id)
-            self.outbox.append(Outgoing(bytes(pong)))
+            # Not content-related (no ack needed, spec: service_messages), so an even seq_no.
+            self.outbox.append(Outgoing(bytes(pong), content_related=False))
             if isinstance(obj, functions.PingDelayDisconnectRequest):
                 connection._schedule_disconnect(obj.disconnect_delay)
             return True

@@ -41,6 +41,24 @@ class NewAuthKey:
 
     key: bytes
     expires_at: float | None  # set for temporary keys (p_q_inner_data_temp*)
+    salt: int | None = None  # the spec's first server salt: new_nonce[0:8] XOR server_nonce[0:8]
+    # Answered with dh_gen_retry but kept: a client that ignores dh_gen_retry (Pyrogram and
+    # its forks do) goes on with this key, which is the spec's 256 bytes on both sides.
+    refused: bool = False
+
+
+def key_needs_retry(key: bytes) -> bool:
+    """A key starting with a zero byte: Telethon 1.45 would hold 255 bytes of it."""
+    return key[0] == 0
+
+
+def initial_salt(new_nonce: int, server_nonce: int) -> int:
+    """server_salt = substr(new_nonce, 0, 8) XOR substr(server_nonce, 0, 8) (spec: auth_key)."""
+    new = new_nonce.to_bytes(32, "little", signed=True)[:8]
+    server = server_nonce.to_bytes(16, "little", signed=True)[:8]
+    return int.from_bytes(
+        bytes(a ^ b for a, b in zip(new, server, strict=True)), "little", signed=True
+    )
 
 
 @dataclass
@@ -171,22 +189,25 @@ class Handshake:
             raise HandshakeError("nonce mismatch in client_DH_inner_data")
         g_b = int.from_bytes(inner.g_b, "big")
         key = pow(g_b, state.a, DH_PRIME).to_bytes(256, "big")
-        if key[0] == 0 and dh_value_is_safe(g_b):
+        salt = initial_salt(state.new_nonce, state.server_nonce)
+        expires_at = time.time() + state.expires_in if state.expires_in else None
+        if key_needs_retry(key) and dh_value_is_safe(g_b):
             # The spec's key is 256 bytes, left-padded; Telethon 1.45 drops the leading zero.
             # Such a key (~1 in 256) would be different bytes on either side, so ask for a new
             # b (dh_gen_retry): a conforming client retries with it, Telethon redoes the
-            # exchange. Every key that is used is then the same on both sides.
+            # exchange. Every key that is used is then the same on both sides. A client that
+            # ignores dh_gen_retry keeps the 256 bytes, so the key is kept for it (refused=True).
             retry_hash = AuthKey(key).calc_new_nonce_hash(state.new_nonce, 2)
-            return types.DhGenRetry(state.nonce, state.server_nonce, retry_hash), None
+            retry = types.DhGenRetry(state.nonce, state.server_nonce, retry_hash)
+            return retry, NewAuthKey(key, expires_at, salt, refused=True)
         del self._pending[state.nonce]
         auth_key = AuthKey(key)
         if not dh_value_is_safe(g_b):
             fail_hash = auth_key.calc_new_nonce_hash(state.new_nonce, 3)
             return types.DhGenFail(state.nonce, state.server_nonce, fail_hash), None
-        expires_at = time.time() + state.expires_in if state.expires_in else None
         answer = types.DhGenOk(
             nonce=state.nonce,
             server_nonce=state.server_nonce,
             new_nonce_hash1=auth_key.calc_new_nonce_hash(state.new_nonce, 1),
         )
-        return answer, NewAuthKey(key, expires_at)
+        return answer, NewAuthKey(key, expires_at, salt)

@@ -7,12 +7,13 @@ import json
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from telethon.tl import types
 
-from .crypto import ServerKey, auth_key_id
+from .crypto import SALT_PERIOD, ServerKey, auth_key_id
 from .phones import e164
 from .srp import PasswordVerifier, SrpChallenge
 
@@ -57,6 +58,13 @@ class AuthKeyRecord:
     awaiting_password: int | None = None  # user id after SESSION_PASSWORD_NEEDED
     srp: SrpChallenge | None = None
     srp_user: int | None = None
+    # The salt the key exchange yields (spec: auth_key); valid for one salt period, never
+    # persisted (after a restart such a client gets bad_server_salt, as after any salt change).
+    initial_salt: int | None = None
+    initial_salt_until: float = 0.0
+
+    def is_initial_salt(self, salt: int) -> bool:
+        return salt == self.initial_salt and time.time() < self.initial_salt_until
 
     @property
     def key_id(self) -> int:
@@ -98,8 +106,12 @@ class Store:
 
     # --- auth keys -----------------------------------------------------------------------
 
-    def add_auth_key(self, key: bytes, *, expires_at: float | None = None) -> AuthKeyRecord:
-        record = AuthKeyRecord(key=key, expires_at=expires_at)
+    def add_auth_key(
+        self, key: bytes, *, expires_at: float | None = None, initial_salt: int | None = None
+    ) -> AuthKeyRecord:
+        record = AuthKeyRecord(key=key, expires_at=expires_at, initial_salt=initial_salt)
+        if initial_salt is not None:
+            record.initial_salt_until = time.time() + SALT_PERIOD
         self.records.append(record)
         self._register(record)
         if expires_at is None:
