@@ -110,3 +110,38 @@ async def test_review_and_cancel_actions(fake_settings, staff, make_sender, stop
     )
     assert export["Content-Type"] == "text/csv"
     assert "+9996621234" in export.content.decode()
+
+
+@pytest.mark.asyncio
+async def test_summary_shows_conversion(fake_settings, staff, make_sender, stop_runtime):
+    from asgiref.sync import sync_to_async
+
+    from verification import services
+    from verification.errors import ErrorCode
+    from verification.gateway import SentCode
+
+    await sync_to_async(make_sender)()
+    await sync_to_async(services.sender_account_leases_renew)(owner="w")
+    for owner, verified in (("a", True), ("b", False), ("c", True), ("d", False)):
+        verification, _ = await sync_to_async(services.verification_start)(
+            owner=owner, user=None, phone_number="+9996621234"
+        )
+        await sync_to_async(services.verification_code_sent)(
+            verification_id=verification.pk,
+            sent=SentCode(type="sms", phone_code_hash="h", length=5),
+        )
+        await sync_to_async(services.verification_attempt_start)(verification_id=verification.pk)
+        await sync_to_async(services.verification_attempt_result)(
+            verification_id=verification.pk,
+            error=None if verified else ErrorCode.PHONE_CODE_EXPIRED,
+        )
+    client = AsyncClient()
+    await client.aforce_login(staff)
+    response = await client.get(reverse("admin:verification_phoneverification_summary"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert '<th scope="row">Started</th><td>4</td>' in body
+    assert '<th scope="row">Conversion</th><td>50 %</td>' in body
+    assert "<code>PHONE_CODE_EXPIRED</code></td><td>2</td>" in body
+    changelist = await client.get(reverse("admin:verification_phoneverification_changelist"))
+    assert reverse("admin:verification_phoneverification_summary") in changelist.content.decode()

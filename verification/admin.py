@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -13,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -22,6 +24,7 @@ from .errors import MESSAGES, ErrorCode
 from .forms import SenderCodeForm, SenderPasswordForm, SenderPhoneForm
 from .frames import frame, group_name
 from .models import PhoneVerification, SenderAccount, VerificationEvent
+from .selectors import verification_summary
 from .worker import worker_login, worker_request
 
 CONNECT_SESSION_KEY = "verification_sender_connect"
@@ -194,6 +197,33 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
     fields = [*readonly_fields, "review_status", "review_note"]
     inlines = [VerificationEventInline]
     actions = ["approve", "reject", "cancel", "export_csv"]
+    change_list_template = "admin/verification/phoneverification/change_list.html"
+
+    def get_urls(self) -> list[Any]:
+        summary = self.admin_site.admin_view(self.summary_view)
+        return [
+            path("summary/", summary, name="verification_phoneverification_summary"),
+            *super().get_urls(),
+        ]
+
+    def summary_view(self, request: HttpRequest) -> HttpResponse:
+        """Conversion over the last 1, 7 or 30 days: statuses, code types, errors."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        days = request.GET.get("days", "7")
+        days = int(days) if days in {"1", "7", "30"} else 7
+        since = timezone.now() - timedelta(days=days)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Verification summary"),
+            "days": days,
+            "summary": verification_summary(since=since),
+            "statuses": PhoneVerification.Status,
+        }
+        return TemplateResponse(
+            request, "admin/verification/phoneverification/summary.html", context
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

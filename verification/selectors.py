@@ -85,3 +85,42 @@ def sender_account_pick(*, now: datetime | None = None) -> SenderAccount | None:
 
 def sender_account_exists() -> bool:
     return SenderAccount.objects.filter(is_active=True).exclude(session="").exists()
+
+
+def verification_summary(*, since: datetime) -> dict[str, Any]:
+    """Conversion figures for verifications started since ``since`` (for the admin)."""
+    rows = list(
+        PhoneVerification.objects.filter(created_at__gte=since).values(
+            "status", "code_type", "last_error", "created_at", "finished_at"
+        )
+    )
+    started = len(rows)
+    by_status = dict.fromkeys(PhoneVerification.Status.values, 0)
+    by_type: dict[str, list[int]] = {}
+    errors: dict[str, int] = {}
+    durations = []
+    for row in rows:
+        by_status[row["status"]] += 1
+        verified = row["status"] == PhoneVerification.Status.VERIFIED
+        counts = by_type.setdefault(row["code_type"] or "—", [0, 0])
+        counts[0] += 1
+        counts[1] += verified
+        if row["last_error"]:
+            errors[row["last_error"]] = errors.get(row["last_error"], 0) + 1
+        if verified and row["finished_at"]:
+            durations.append((row["finished_at"] - row["created_at"]).total_seconds())
+    durations.sort()
+    return {
+        "started": started,
+        "by_status": by_status,
+        "conversion": by_status[PhoneVerification.Status.VERIFIED] / started if started else None,
+        "median_seconds_to_verify": durations[len(durations) // 2] if durations else None,
+        "by_code_type": sorted(
+            (
+                {"code_type": code_type, "started": total, "verified": done}
+                for code_type, (total, done) in by_type.items()
+            ),
+            key=lambda item: -item["started"],
+        ),
+        "errors": sorted(errors.items(), key=lambda item: -item[1]),
+    }
