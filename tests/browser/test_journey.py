@@ -44,12 +44,16 @@ def test_journey_sms_then_call_then_verified(
     expect(code_input).to_have_attribute("autocomplete", "one-time-code")
     expect(code_input).to_have_attribute("inputmode", "numeric")
     expect(page.locator("#expires")).to_have_text(re.compile(r"^Code valid for \d+:\d\d$"))
+    below = page.locator("#expires")
+    top_while_counting = below.bounding_box()["y"]
 
     # The server's resend timeout (3 s) counts down, then the call button replaces the countdown.
     countdown = page.locator("#countdown")
     expect(countdown).to_have_text(re.compile(r"^Telegram will call you in 0:0\d$"))
     resend = page.locator("#resend")
     expect(resend).to_be_visible()
+    # No layout shift when the button takes the countdown's place.
+    assert below.bounding_box()["y"] == top_while_counting
     expect(resend).to_have_text("Call me instead")
     expect(countdown).to_have_text("")
 
