@@ -145,3 +145,49 @@ async def test_summary_shows_conversion(fake_settings, staff, make_sender, stop_
     assert "<code>PHONE_CODE_EXPIRED</code></td><td>2</td>" in body
     changelist = await client.get(reverse("admin:verification_phoneverification_changelist"))
     assert reverse("admin:verification_phoneverification_summary") in changelist.content.decode()
+
+
+async def row_events(verification):
+    return await verification.events.acount()
+
+
+@pytest.mark.asyncio
+async def test_review_note_can_be_cleared(fake_settings, staff, make_sender, stop_runtime):
+    from asgiref.sync import sync_to_async
+
+    from verification import services
+
+    await sync_to_async(make_sender)()
+    await sync_to_async(services.sender_account_leases_renew)(owner="w")
+    verification, _ = await sync_to_async(services.verification_start)(
+        owner="o", user=None, phone_number="+9996621234"
+    )
+    client = AsyncClient()
+    await client.aforce_login(staff)
+    url = reverse("admin:verification_phoneverification_change", args=[verification.pk])
+    for status, note in (("rejected", "looks odd"), ("approved", "")):
+        events = await row_events(verification)
+        response = await client.post(
+            url,
+            {
+                "review_status": status,
+                "review_note": note,
+                "events-TOTAL_FORMS": str(events),
+                "events-INITIAL_FORMS": str(events),
+                "events-MIN_NUM_FORMS": "0",
+                "events-MAX_NUM_FORMS": "1000",
+            },
+        )
+        assert response.status_code == 302
+        row = await PhoneVerification.objects.aget(pk=verification.pk)
+        assert (row.review_status, row.review_note) == (status, note)
+    # An action keeps the note it is not given.
+    await sync_to_async(services.verification_review)(
+        verification=row, status="rejected", staff_user=staff, note="kept"
+    )
+    await client.post(
+        reverse("admin:verification_phoneverification_changelist"),
+        {"action": "approve", "_selected_action": [str(verification.pk)]},
+    )
+    row = await PhoneVerification.objects.aget(pk=verification.pk)
+    assert (row.review_status, row.review_note) == ("approved", "kept")

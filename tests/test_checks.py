@@ -225,3 +225,37 @@ def test_rate_limits_none_switches_every_limit_off(configure):
     configure(EMBEDDED_SANDBOX=True, RATE_LIMITS=None)
     assert check_settings() == []
     assert set(get_config()["RATE_LIMITS"].values()) == {None}
+
+
+def test_gateway_that_is_not_a_gateway(configure):
+    configure(EMBEDDED_SANDBOX=True, GATEWAY="verification.models.PhoneVerification")
+    message = only(check_settings())
+    assert message.id == "verification.E007"
+    assert "not a TelegramGateway subclass" in message.msg
+
+
+@pytest.mark.parametrize(
+    "verification",
+    [{"DEFAULT_REGION": "XX"}, {"ALLOWED_REGIONS": ["GB", "XX"]}, {"DENIED_REGIONS": ["xx"]}],
+)
+def test_unknown_region_codes(configure, verification):
+    configure(EMBEDDED_SANDBOX=True, **verification)
+    message = only(check_settings())
+    assert message.id == "verification.E008"
+
+
+def test_lower_case_region_codes_are_fine(configure):
+    configure(EMBEDDED_SANDBOX=True, DEFAULT_REGION="gb", ALLOWED_REGIONS=["gb"])
+    assert check_settings() == []
+
+
+def test_a_boolean_is_not_a_rate_limit(configure):
+    configure(EMBEDDED_SANDBOX=True, RATE_LIMITS={"ip": (True, 10)})
+    assert only(check_settings()).id == "verification.E005"
+
+
+def test_embedded_sandbox_without_embedded_worker_warns(configure, settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+    configure(EMBEDDED_SANDBOX=True, EMBEDDED_WORKER=False)
+    message = only(check_settings())
+    assert message.id == "verification.W031"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -374,3 +375,20 @@ async def test_socket_without_a_session_cookie_writes_no_session(ready, stop_run
         assert not await Session.objects.aexists()
     finally:
         await tab.close()
+
+
+async def test_closing_the_tab_on_an_unanswered_code_costs_no_attempt(
+    ready, open_tab, browser_session, settings
+):
+    from verification.models import SenderAccount
+
+    settings.VERIFICATION = {**settings.VERIFICATION, "REQUEST_TIMEOUT": 1}
+    tab, session, _ = await start(open_tab, browser_session)
+    await SenderAccount.objects.aupdate(lease_owner="verification.worker.gone!dead")
+    for _ in range(6):
+        await tab.send(type="verify", code="11111")
+    await tab.close()
+    await asyncio.sleep(3.5)
+    again, state = await open_tab(session)
+    assert state["verification"]["status"] == "code_sent"
+    assert state["verification"]["attempts_left"] == 5

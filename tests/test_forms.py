@@ -168,3 +168,15 @@ def test_phone_form_requires_a_number(configure):
     form = PhoneForm({"phone_number": ""})
     assert not form.is_valid()
     assert form.errors.as_data()["phone_number"][0].code == "required"
+
+
+def test_lower_case_default_and_allowed_regions(settings):
+    from verification.forms import parse_phone_number
+
+    settings.VERIFICATION = {
+        **settings.VERIFICATION,
+        "DEFAULT_REGION": "gb",
+        "ALLOWED_REGIONS": ["gb"],
+    }
+    e164, _, region = parse_phone_number("020 7946 0958")
+    assert (e164, region) == ("+442079460958", "GB")

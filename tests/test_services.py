@@ -244,3 +244,17 @@ def test_sends_nobody_answered_fail(leased):
     assert failed.status == "failed"
     assert failed.last_error == "TELEGRAM_UNAVAILABLE"
     assert services.verification_fail_stuck_sends(now=later) == []
+
+
+def test_refused_sends_use_no_quota(fake_settings, make_sender, settings):
+    settings.VERIFICATION = {**settings.VERIFICATION, "RATE_LIMITS": {"phone": (1, 3600)}}
+    for _ in range(3):
+        with pytest.raises(VerificationError) as error:
+            start(owner="x")
+        assert error.value.code is ErrorCode.NO_SENDER_ACCOUNT
+    make_sender()
+    services.sender_account_leases_renew(owner="worker-a")
+    start(owner="x")
+    with pytest.raises(VerificationError) as error:
+        start(owner="y")
+    assert error.value.code is ErrorCode.RATE_LIMITED

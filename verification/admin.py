@@ -129,7 +129,8 @@ class SenderAccountAdmin(admin.ModelAdmin):
 
     @admin.display(boolean=True, description=_("held by a worker"))
     def connected_to_worker(self, account: SenderAccount) -> bool:
-        return bool(account.lease_owner)
+        expires = account.lease_expires_at
+        return bool(account.lease_owner and expires and expires > timezone.now())
 
     @admin.action(description=_("Send codes from the selected accounts"))
     def activate(self, request: HttpRequest, queryset: QuerySet[SenderAccount]) -> None:

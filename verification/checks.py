@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.utils.module_loading import import_string
+from phonenumbers import SUPPORTED_REGIONS
 
 from .app_settings import (
     DEFAULTS,
@@ -16,6 +17,7 @@ from .app_settings import (
     get_config,
     unknown_keys,
 )
+from .gateway.base import TelegramGateway
 
 
 @register()
@@ -61,6 +63,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         "LEASE_SECONDS",
         "REQUEST_TIMEOUT",
         "SANDBOX_CODE_LIFETIME",
+        "TELEGRAM_SERVER_DC_ID",
     ):
         if config[key] <= 0:
             messages.append(
@@ -72,7 +75,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 Error(f"VERIFICATION[{key!r}] must not be negative.", id="verification.E004")
             )
     try:
-        import_string(config["GATEWAY"])
+        gateway = import_string(config["GATEWAY"])
     except ImportError as exc:
         messages.append(
             Error(
@@ -81,6 +84,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="verification.E007",
             )
         )
+    else:
+        if not (isinstance(gateway, type) and issubclass(gateway, TelegramGateway)):
+            messages.append(
+                Error(
+                    f"VERIFICATION['GATEWAY'] {config['GATEWAY']!r} is not a TelegramGateway "
+                    "subclass.",
+                    id="verification.E007",
+                )
+            )
+    regions = [config["DEFAULT_REGION"]] if config["DEFAULT_REGION"] else []
+    for region in [*regions, *config["ALLOWED_REGIONS"], *config["DENIED_REGIONS"]]:
+        if not isinstance(region, str) or region.upper() not in SUPPORTED_REGIONS:
+            messages.append(
+                Error(
+                    f"{region!r} is not a region code (ISO 3166-1 alpha-2, like 'GB').",
+                    hint="Used in DEFAULT_REGION, ALLOWED_REGIONS and DENIED_REGIONS.",
+                    id="verification.E008",
+                )
+            )
     for scope in config["RATE_LIMITS"]:
         if scope not in RATE_LIMIT_SCOPES:
             messages.append(
@@ -94,7 +116,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if limit is not None and not (
             isinstance(limit, (list, tuple))
             and len(limit) == 2
-            and all(isinstance(n, int) and n > 0 for n in limit)
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in limit)
         ):
             messages.append(
                 Error(
@@ -153,10 +175,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="verification.E022",
                 )
             )
-        elif not Path(key).is_file():
+        elif not Path(key).exists():
             messages.append(
                 Error(
                     f"TELEGRAM_SERVER_PUBLIC_KEY {key!r} does not exist.",
+                    id="verification.E023",
+                )
+            )
+        elif not Path(key).is_file():
+            messages.append(
+                Error(
+                    f"TELEGRAM_SERVER_PUBLIC_KEY {key!r} is not a file.",
                     id="verification.E023",
                 )
             )
@@ -167,6 +196,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="verification.E024",
                 )
             )
+    if config["EMBEDDED_SANDBOX"] and not config["EMBEDDED_WORKER"]:
+        messages.append(
+            Warning(
+                "EMBEDDED_SANDBOX is on but EMBEDDED_WORKER is off: the sandbox only starts with "
+                "the embedded worker, so no codes can be sent.",
+                hint="Run a standalone sandbox (manage.py telegram_sandbox) and set "
+                "TELEGRAM_SERVER, or turn EMBEDDED_WORKER on.",
+                id="verification.W031",
+            )
+        )
     if config["EMBEDDED_SANDBOX"] and not settings.DEBUG:
         messages.append(
             Warning(

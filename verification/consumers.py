@@ -25,8 +25,8 @@ from .worker import worker_channel, worker_request
 logger = logging.getLogger("verification.consumer")
 
 OWNER_SESSION_KEY = "verification_owner"
-# Frames that answer a request handed to the worker.
-ANSWERS = {"code_sent", "verified", "error", "cancelled", "expired"}
+# Frames after which no request about that verification can still be answered.
+ENDINGS = {"verified", "cancelled", "expired"}
 
 
 def session_owner(session: Any) -> str:
@@ -62,8 +62,8 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.language = _language(self.scope)
         self.timer: asyncio.Task[None] | None = None
-        # Requests handed to the worker, by verification id, each with its answer deadline.
-        self.awaiting: dict[str, asyncio.Task[None]] = {}
+        # Requests handed to the worker, by (verification id, kind), with their answer deadlines.
+        self.awaiting: dict[tuple[str, str], asyncio.Task[None]] = {}
         session = self.scope.get("session")
         if session is None:
             logger.error("VerificationConsumer needs SessionMiddleware (AuthMiddlewareStack)")
@@ -197,10 +197,9 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         if not worker_channel(verification):
             # Refused before the attempt is counted: nobody could judge the code now.
             raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
-        verification = await database_sync_to_async(services.verification_attempt_start)(
+        await database_sync_to_async(services.verification_attempt_check)(
             verification_id=verification.pk
         )
-        verification = await self._reload(verification)
         if await worker_request(
             verification, "verify", layer=self.channel_layer, code=form.cleaned_data["code"]
         ):
@@ -266,31 +265,37 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         """A frame pushed by the worker or another tab through the channel layer."""
         data = event["frame"]
         snapshot = data.get("verification")
-        if snapshot and data["type"] in ANSWERS and snapshot["id"] in self.awaiting:
-            self.awaiting.pop(snapshot["id"]).cancel()
+        if snapshot:
+            answered = {event.get("answers")} if event.get("answers") else set()
+            if data["type"] in ENDINGS:
+                answered = {"send", "resend", "verify"}
+            for kind in answered:
+                task = self.awaiting.pop((snapshot["id"], kind), None)
+                if task is not None:
+                    task.cancel()
         await self.send_frame(data)
 
     # Answers from the worker ---------------------------------------------------------------
 
     def _expect_answer(self, verification: PhoneVerification, kind: str) -> None:
         """Tell the visitor if the worker never answers (it died holding the request)."""
-        key = str(verification.pk)
+        key = (str(verification.pk), kind)
         if key in self.awaiting:
             self.awaiting.pop(key).cancel()
         self.awaiting[key] = asyncio.ensure_future(self._answer_deadline(verification, kind))
 
     async def _answer_deadline(self, verification: PhoneVerification, kind: str) -> None:
         await asyncio.sleep(get_config()["REQUEST_TIMEOUT"] + 2)
-        self.awaiting.pop(str(verification.pk), None)
+        self.awaiting.pop((str(verification.pk), kind), None)
         await self._no_answer(verification, kind)
 
     async def _no_answer(self, verification: PhoneVerification, kind: str) -> None:
         """No worker took the request: record it and tell every tab."""
         if kind == "verify":
-            # The code was never judged, so the attempt is given back.
-            updated, _ = await database_sync_to_async(services.verification_attempt_result)(
-                verification_id=verification.pk, error=ErrorCode.TELEGRAM_UNAVAILABLE
-            )
+            # The worker counts an attempt when it takes the code, so none was used up.
+            updated = await self._reload(verification)
+            if not updated.is_active:
+                return
         else:
             updated = await database_sync_to_async(services.verification_send_failed)(
                 verification_id=verification.pk, code=ErrorCode.TELEGRAM_UNAVAILABLE

@@ -42,7 +42,7 @@ def parse_phone_number(raw: str) -> tuple[str, str, str]:
         return e164, f"+999 66 {digits[5]} {digits[6:]}", ""
     config = get_config()
     try:
-        number = phonenumbers.parse(text, config.get("DEFAULT_REGION") or None)
+        number = phonenumbers.parse(text, (config.get("DEFAULT_REGION") or "").upper() or None)
     except phonenumbers.NumberParseException:
         number = None
     if number is None or not phonenumbers.is_valid_number(number):

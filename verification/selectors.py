@@ -105,7 +105,11 @@ def verification_summary(*, since: datetime) -> dict[str, Any]:
         counts = by_type.setdefault(row["code_type"] or "—", [0, 0])
         counts[0] += 1
         counts[1] += verified
-        if row["last_error"]:
+        ended_badly = row["status"] in (
+            PhoneVerification.Status.FAILED,
+            PhoneVerification.Status.EXPIRED,
+        )
+        if row["last_error"] and ended_badly:
             errors[row["last_error"]] = errors.get(row["last_error"], 0) + 1
         if verified and row["finished_at"]:
             durations.append((row["finished_at"] - row["created_at"]).total_seconds())

@@ -69,23 +69,37 @@ def event_record(
     )
 
 
-def _rate_limit_hit(scope: str, value: str, now: datetime) -> int | None:
-    """Count one send for ``scope``/``value``; seconds to wait when over the limit, else None."""
+def _rate_limit_key(scope: str, value: str, now: datetime) -> tuple[str, int, int, int] | None:
+    """(cache key, limit, window, seconds left in the window), or None when not limited."""
     limit = get_config()["RATE_LIMITS"].get(scope)
     if not limit or not value:
         return None
     count, window = limit
     window_start = int(now.timestamp()) // window * window
-    key = f"verification:rate:{scope}:{value}:{window_start}"
-    cache.add(key, 0, timeout=window + 1)
-    try:
-        used = cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=window + 1)
-        used = 1
-    if used > count:
-        return max(1, window_start + window - int(now.timestamp()))
-    return None
+    left = max(1, window_start + window - int(now.timestamp()))
+    return f"verification:rate:{scope}:{value}:{window_start}", count, window, left
+
+
+def _rate_limits_check(scopes: list[tuple[str, str]], now: datetime) -> None:
+    """Raise RATE_LIMITED if any scope has used up its window (counts nothing)."""
+    for scope, value in scopes:
+        entry = _rate_limit_key(scope, value, now)
+        if entry is not None and (cache.get(entry[0]) or 0) >= entry[1]:
+            raise VerificationError(ErrorCode.RATE_LIMITED, retry_after=entry[3])
+
+
+def _rate_limits_count(scopes: list[tuple[str, str]], now: datetime) -> None:
+    """Count one send in every scope (only sends that really go to Telegram)."""
+    for scope, value in scopes:
+        entry = _rate_limit_key(scope, value, now)
+        if entry is None:
+            continue
+        key, _, window, _ = entry
+        cache.add(key, 0, timeout=window + 1)
+        try:
+            cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, timeout=window + 1)
 
 
 class ResendInFlight(Exception):
@@ -142,15 +156,13 @@ def verification_start(
         raise VerificationError(
             ErrorCode.FLOOD_WAIT, retry_after=math.ceil((flood_until - now).total_seconds())
         )
-    for scope, value in (
+    scopes = [
         ("session", owner),
         ("phone", phone_number),
         ("ip", _ip_bucket(ip_address)),
         ("user", str(user.pk) if user is not None else ""),
-    ):
-        wait = _rate_limit_hit(scope, value, now)
-        if wait is not None:
-            raise VerificationError(ErrorCode.RATE_LIMITED, retry_after=wait)
+    ]
+    _rate_limits_check(scopes, now)
     account = sender_account_pick(now=now)
     if account is None:
         code = (
@@ -178,6 +190,8 @@ def verification_start(
     )
     event_record(verification=verification, kind=Kind.STARTED, actor=Actor.VISITOR)
     _on_commit_signal(signals.verification_started, verification)
+    # Counted only now: refused sends (no account, another limit) use up no quota.
+    _rate_limits_count(scopes, now)
     return verification, cancelled
 
 
@@ -356,9 +370,21 @@ def verification_resend_request(*, verification_id: Any) -> PhoneVerification:
     return verification
 
 
+def verification_attempt_check(*, verification_id: Any) -> None:
+    """Raise VerificationError unless a code can be submitted now (counts nothing)."""
+    verification = PhoneVerification.objects.filter(pk=verification_id).first()
+    if verification is None or verification.status != Status.CODE_SENT:
+        raise VerificationError(ErrorCode.NO_ACTIVE_VERIFICATION)
+    if verification.attempts >= get_config()["MAX_ATTEMPTS"]:
+        raise VerificationError(ErrorCode.TOO_MANY_ATTEMPTS)
+
+
 @transaction.atomic
 def verification_attempt_start(*, verification_id: Any) -> PhoneVerification:
-    """Count one submitted code before it goes to Telegram; raise if no attempt is left."""
+    """Count one submitted code as it goes to Telegram; raise if no attempt is left.
+
+    The worker calls this, so a request that never reaches a worker costs no attempt.
+    """
     verification = _usable(verification_id)
     if verification.status != Status.CODE_SENT:
         raise VerificationError(ErrorCode.NO_ACTIVE_VERIFICATION)
@@ -511,13 +537,14 @@ def verification_purge(*, before: datetime) -> int:
 
 @transaction.atomic
 def verification_review(
-    *, verification: PhoneVerification, status: str, staff_user: Any, note: str = ""
+    *, verification: PhoneVerification, status: str, staff_user: Any, note: str | None = None
 ) -> PhoneVerification:
+    """Record a staff review; ``note=None`` keeps the current note, ``""`` clears it."""
     verification = _lock(verification.pk)
     verification.review_status = status
     verification.reviewed_by = staff_user
     verification.reviewed_at = timezone.now()
-    if note:
+    if note is not None:
         verification.review_note = note
     verification.save()
     event_record(

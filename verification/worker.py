@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from . import services
 from .app_settings import get_config
-from .errors import ErrorCode
+from .errors import ErrorCode, VerificationError
 from .frames import error_frame, frame, group_name
 from .gateway import GatewayError, TelegramGateway, gateway_from_settings
 from .gateway.base import AccountUnusable, PasswordNeeded
@@ -240,15 +240,19 @@ class TelegramWorker:
             logger.exception("Worker failed on %s", message.get("type"))
             verification = await db(verification_get)(verification_id=key)
             if verification is not None:
-                await self._push(verification.owner, error_frame(ErrorCode.INTERNAL, verification))
+                await self._push(
+                    verification.owner,
+                    error_frame(ErrorCode.INTERNAL, verification),
+                    answers=message["type"].removeprefix("telegram."),
+                )
         finally:
             if not lock.locked():
                 self._locks.pop(key, None)
 
-    async def _push(self, owner: str, data: dict[str, Any]) -> None:
-        await self.layer.group_send(
-            group_name(owner), {"type": "verification.frame", "frame": data}
-        )
+    async def _push(self, owner: str, data: dict[str, Any], *, answers: str = "") -> None:
+        """Send a frame to every tab of ``owner``; ``answers`` names the request it answers."""
+        event = {"type": "verification.frame", "frame": data, "answers": answers}
+        await self.layer.group_send(group_name(owner), event)
 
     async def _load(self, verification_id: str) -> PhoneVerification | None:
         verification = await db(verification_get)(verification_id=verification_id)
@@ -265,7 +269,9 @@ class TelegramWorker:
                 account_id=account_id, error=exc.telegram_error
             )
 
-    async def _send_failed(self, verification: PhoneVerification, exc: GatewayError) -> None:
+    async def _send_failed(
+        self, verification: PhoneVerification, exc: GatewayError, *, answers: str
+    ) -> None:
         """Record a refused send or resend and tell the visitor's tabs."""
         await self._gateway_failed(verification, exc)
         updated = await db(services.verification_send_failed)(
@@ -276,7 +282,9 @@ class TelegramWorker:
         )
         if updated is not None:
             await self._push(
-                updated.owner, error_frame(exc.code, updated, retry_after=exc.retry_after)
+                updated.owner,
+                error_frame(exc.code, updated, retry_after=exc.retry_after),
+                answers=answers,
             )
 
     async def handle_send(self, message: dict[str, Any]) -> None:
@@ -288,7 +296,7 @@ class TelegramWorker:
                 verification.sender_account_id, verification.phone_number
             )
         except GatewayError as exc:
-            await self._send_failed(verification, exc)
+            await self._send_failed(verification, exc, answers="send")
             return
         updated = await db(services.verification_code_sent)(
             verification_id=verification.pk, sent=sent
@@ -297,7 +305,7 @@ class TelegramWorker:
             # Cancelled while Telegram was sending: make that code useless too.
             await self._cancel_quietly(verification, sent.phone_code_hash)
             return
-        await self._push(updated.owner, frame("code_sent", updated))
+        await self._push(updated.owner, frame("code_sent", updated), answers="send")
 
     async def handle_resend(self, message: dict[str, Any]) -> None:
         verification = await self._load(message["verification"])
@@ -310,17 +318,26 @@ class TelegramWorker:
                 verification.phone_code_hash,
             )
         except GatewayError as exc:
-            await self._send_failed(verification, exc)
+            await self._send_failed(verification, exc, answers="resend")
             return
         updated = await db(services.verification_code_sent)(
             verification_id=verification.pk, sent=sent, resent=True
         )
         if updated is not None:
-            await self._push(updated.owner, frame("code_sent", updated))
+            await self._push(updated.owner, frame("code_sent", updated), answers="resend")
 
     async def handle_verify(self, message: dict[str, Any]) -> None:
         verification = await self._load(message["verification"])
-        if verification is None or verification.status != PhoneVerification.Status.CODE_SENT:
+        if verification is None:
+            return
+        try:
+            verification = await db(services.verification_attempt_start)(
+                verification_id=verification.pk
+            )
+        except VerificationError as exc:
+            await self._push(
+                verification.owner, error_frame(exc.code, verification), answers="verify"
+            )
             return
         error: GatewayError | None = None
         try:
@@ -345,12 +362,14 @@ class TelegramWorker:
         if updated is None:
             return
         if shown is None:
-            await self._push(updated.owner, frame("verified", updated))
+            await self._push(updated.owner, frame("verified", updated), answers="verify")
             return
         if shown is ErrorCode.TOO_MANY_ATTEMPTS:
             await self._cancel_quietly(verification, verification.phone_code_hash)
         retry_after = error.retry_after if error else None
-        await self._push(updated.owner, error_frame(shown, updated, retry_after=retry_after))
+        await self._push(
+            updated.owner, error_frame(shown, updated, retry_after=retry_after), answers="verify"
+        )
 
     async def handle_login(self, message: dict[str, Any]) -> None:
         action = message.get("action")

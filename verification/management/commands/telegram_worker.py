@@ -24,8 +24,12 @@ class Command(BaseCommand):
             # SIGTERM (systemd, containers) stops the worker like Ctrl-C: its leases are
             # released, so another worker takes its accounts over at once.
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-            await worker.ready.wait()
-            self.stdout.write(f"Telegram worker {worker.channel} ready; Ctrl-C to stop.")
+            ready = asyncio.create_task(worker.ready.wait())
+            # A signal (or a failure) while starting ends the worker before it is ever ready.
+            await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+            if worker.ready.is_set():
+                self.stdout.write(f"Telegram worker {worker.channel} ready; Ctrl-C to stop.")
+            ready.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self.stdout.write("Telegram worker stopped.")

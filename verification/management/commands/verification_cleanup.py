@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from verification import services
@@ -21,6 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Only count.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["days"] < 0:
+            raise CommandError("--days cannot be negative.")
         before = timezone.now() - timedelta(days=options["days"])
         old = PhoneVerification.objects.filter(created_at__lt=before).exclude(
             status__in=PhoneVerification.ACTIVE_STATUSES
