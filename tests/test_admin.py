@@ -10,6 +10,20 @@ from verification.models import PhoneVerification, SenderAccount
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+async def started_verification(make_sender, **sender):
+    """A leased sender account and one verification in progress from it."""
+    from asgiref.sync import sync_to_async
+
+    from verification import services
+
+    await sync_to_async(make_sender)(**sender)
+    await sync_to_async(services.sender_account_leases_renew)(owner="w")
+    verification, _ = await sync_to_async(services.verification_start)(
+        owner="o", user=None, phone_number="+9996621234"
+    )
+    return verification
+
+
 @pytest.fixture
 def staff(django_user_model):
     return django_user_model.objects.create_superuser("staff", "staff@example.com", "pw")
@@ -83,15 +97,8 @@ async def test_admin_pages_never_show_secrets(fake_settings, staff, make_sender,
 
 @pytest.mark.asyncio
 async def test_review_and_cancel_actions(fake_settings, staff, make_sender, stop_runtime):
-    from asgiref.sync import sync_to_async
 
-    from verification import services
-
-    await sync_to_async(make_sender)()
-    await sync_to_async(services.sender_account_leases_renew)(owner="w")
-    verification, _ = await sync_to_async(services.verification_start)(
-        owner="o", user=None, phone_number="+9996621234"
-    )
+    verification = await started_verification(make_sender)
     client = AsyncClient()
     await client.aforce_login(staff)
     url = reverse("admin:verification_phoneverification_changelist")
@@ -157,11 +164,7 @@ async def test_review_note_can_be_cleared(fake_settings, staff, make_sender, sto
 
     from verification import services
 
-    await sync_to_async(make_sender)()
-    await sync_to_async(services.sender_account_leases_renew)(owner="w")
-    verification, _ = await sync_to_async(services.verification_start)(
-        owner="o", user=None, phone_number="+9996621234"
-    )
+    verification = await started_verification(make_sender)
     client = AsyncClient()
     await client.aforce_login(staff)
     url = reverse("admin:verification_phoneverification_change", args=[verification.pk])

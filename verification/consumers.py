@@ -11,12 +11,12 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation.trans_real import parse_accept_lang_header
 
 from . import runtime, selectors, services
 from .app_settings import get_config
-from .errors import ErrorCode, VerificationError
+from .errors import MESSAGES, ErrorCode, VerificationError
 from .forms import CodeForm, PhoneForm
 from .frames import error_frame, frame, group_name
 from .models import PhoneVerification
@@ -156,9 +156,7 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         verification = await self._current()
         if verification is None:
             raise VerificationError(ErrorCode.NO_ACTIVE_VERIFICATION)
-        expired = await database_sync_to_async(services.verification_expire_if_due)(
-            verification_id=verification.pk
-        )
+        expired = await self._expire_if_due(verification)
         if expired is not None:
             await self.push(frame("expired", expired))
             raise VerificationError(ErrorCode.PHONE_CODE_EXPIRED)
@@ -197,9 +195,7 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         if not worker_channel(verification):
             # Refused before the attempt is counted: nobody could judge the code now.
             raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
-        await database_sync_to_async(services.verification_attempt_check)(
-            verification_id=verification.pk
-        )
+        services.verification_attempt_check(verification=verification)
         if await worker_request(
             verification, "verify", layer=self.channel_layer, code=form.cleaned_data["code"]
         ):
@@ -216,6 +212,15 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         await worker_request(verification, "cancel", layer=self.channel_layer)
 
     # Server → client ------------------------------------------------------------------------
+
+    async def _expire_if_due(self, verification: PhoneVerification) -> PhoneVerification | None:
+        """Expire ``verification`` if its deadline passed; the locking write only then."""
+        deadline = verification.expires_at
+        if not verification.is_active or deadline is None or deadline > timezone.now():
+            return None
+        return await database_sync_to_async(services.verification_expire_if_due)(
+            verification_id=verification.pk
+        )
 
     async def _current(self) -> PhoneVerification | None:
         return await database_sync_to_async(selectors.verification_current)(owner=self.owner)
@@ -235,9 +240,7 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
     async def send_state(self) -> None:
         verification = await self._current()
         if verification is not None:
-            expired = await database_sync_to_async(services.verification_expire_if_due)(
-                verification_id=verification.pk
-            )
+            expired = await self._expire_if_due(verification)
             if expired is not None:
                 # The other tabs learn it too.
                 await self.push(frame("expired", expired))
@@ -256,7 +259,7 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
     async def send_frame(self, data: dict[str, Any]) -> None:
         if data.get("type") == "error":
             with translation.override(self.language):
-                data = {**data, "message": str(error_frame(ErrorCode(data["code"]))["message"])}
+                data = {**data, "message": str(MESSAGES[ErrorCode(data["code"])])}
         await self.send_json(data)
         if "verification" in data:
             self._watch(data["verification"])

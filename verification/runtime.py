@@ -72,7 +72,7 @@ class EmbeddedRuntime:
 
     async def _connect_sandbox_sender(self, worker: TelegramWorker) -> None:
         """Sign a sandbox account in as the sender, unless a working one is connected."""
-        if worker._held:
+        if worker.held:
             return
         gateway = worker.gateway
         login_id = "embedded-sandbox-sender"

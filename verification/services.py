@@ -370,10 +370,9 @@ def verification_resend_request(*, verification_id: Any) -> PhoneVerification:
     return verification
 
 
-def verification_attempt_check(*, verification_id: Any) -> None:
+def verification_attempt_check(*, verification: PhoneVerification) -> None:
     """Raise VerificationError unless a code can be submitted now (counts nothing)."""
-    verification = PhoneVerification.objects.filter(pk=verification_id).first()
-    if verification is None or verification.status != Status.CODE_SENT:
+    if verification.status != Status.CODE_SENT:
         raise VerificationError(ErrorCode.NO_ACTIVE_VERIFICATION)
     if verification.attempts >= get_config()["MAX_ATTEMPTS"]:
         raise VerificationError(ErrorCode.TOO_MANY_ATTEMPTS)

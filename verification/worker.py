@@ -125,7 +125,8 @@ class TelegramWorker:
         self.ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._held: set[int] = set()
+        # Ids of the sender accounts whose leases (and clients) this worker holds.
+        self.held: set[int] = set()
         self._lease_lock = asyncio.Lock()
         self._before_first_lease = before_first_lease
 
@@ -165,7 +166,7 @@ class TelegramWorker:
     async def _refresh_leases(self) -> None:
         held = await db(services.sender_account_leases_renew)(owner=self.channel)
         held_ids = {account.pk for account in held}
-        for account_id in self._held - held_ids:
+        for account_id in self.held - held_ids:
             await self.gateway.close(account_id)
         for account in held:
             if self.gateway.is_open(account.pk):
@@ -186,7 +187,7 @@ class TelegramWorker:
                 held_ids.discard(account.pk)
             else:
                 logger.info("Sender account %s connected", account)
-        self._held = held_ids
+        self.held = held_ids
 
     async def _lease_loop(self) -> None:
         first = True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,24 +22,8 @@ class SandboxThread:
     server's loop, so they are safe to call from any thread.
     """
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        resend_timeout: float = 60.0,
-        code_lifetime: float = 600.0,
-        private_key_pem: bytes | None = None,
-        state_file: str | os.PathLike[str] | None = None,
-    ) -> None:
-        self.server = SandboxServer(
-            host,
-            port,
-            resend_timeout=resend_timeout,
-            code_lifetime=code_lifetime,
-            private_key_pem=private_key_pem,
-            state_file=state_file,
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.server = SandboxServer(*args, **kwargs)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
