@@ -72,6 +72,10 @@ DEFAULTS: dict[str, Any] = {
     # Key used to encrypt phone_code_hash and sender sessions at rest. Empty derives one from
     # SECRET_KEY. Rotating it makes stored sessions unreadable.
     "ENCRYPTION_KEY": "",
+    # Key material for the same, newest first: the first key encrypts, every key decrypts. After
+    # adding a key in front, run `manage.py verification_rotate_keys`, then drop the old one.
+    # When non-empty it replaces ENCRYPTION_KEY.
+    "ENCRYPTION_KEYS": [],
 }
 
 RATE_LIMIT_SCOPES = ("session", "phone", "ip", "user")
@@ -102,6 +106,7 @@ REQUIRED_TYPES: dict[str, type | tuple[type, ...]] = {
     "ALLOWED_REGIONS": (list, tuple),
     "DENIED_REGIONS": (list, tuple),
     "ENCRYPTION_KEY": str,
+    "ENCRYPTION_KEYS": (list, tuple),
 }
 
 

@@ -216,3 +216,45 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     return messages
+
+
+@register()
+def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """ENCRYPTION_KEYS replaces ENCRYPTION_KEY, so set only one of them; ENCRYPTION_KEYS lists
+    each key once and none blank."""
+    if not isinstance(getattr(settings, "VERIFICATION", {}), dict):
+        return []  # E001
+    config = get_config()
+    keys = config["ENCRYPTION_KEYS"]
+    if not isinstance(keys, (list, tuple)):
+        return []  # E003
+    messages: list[Any] = []
+    usable = [key for key in keys if isinstance(key, str) and key]
+    if usable and config["ENCRYPTION_KEY"]:
+        messages.append(
+            Warning(
+                "VERIFICATION sets both ENCRYPTION_KEY and ENCRYPTION_KEYS: ENCRYPTION_KEY is "
+                "ignored.",
+                hint="Move its value into ENCRYPTION_KEYS (after the newest key) and remove "
+                "ENCRYPTION_KEY.",
+                id="verification.W040",
+            )
+        )
+    if len(usable) != len(keys):
+        messages.append(
+            Warning(
+                "VERIFICATION['ENCRYPTION_KEYS'] has an empty entry (or one that is not a "
+                "string); it is ignored.",
+                hint="Every key must be a non-empty string.",
+                id="verification.W040",
+            )
+        )
+    if len(set(usable)) != len(usable):
+        messages.append(
+            Warning(
+                "VERIFICATION['ENCRYPTION_KEYS'] lists the same key more than once.",
+                hint="List each key once, newest first.",
+                id="verification.W040",
+            )
+        )
+    return messages
