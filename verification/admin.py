@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -18,14 +17,12 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import runtime, services
-from .app_settings import get_config
+from . import engine, runtime, services
 from .errors import MESSAGES, ErrorCode
 from .forms import SenderCodeForm, SenderPasswordForm, SenderPhoneForm
-from .frames import frame, group_name
 from .models import PhoneVerification, SenderAccount, VerificationEvent
 from .selectors import verification_summary
-from .worker import worker_login, worker_request
+from .worker import worker_login
 
 CONNECT_SESSION_KEY = "verification_sender_connect"
 
@@ -268,7 +265,7 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
                 actor=VerificationEvent.Actor.STAFF,
                 staff_user=request.user,
             )
-            async_to_sync(_notify_cancelled)(verification)
+            async_to_sync(engine.announce_cancelled)(verification)
             done += 1
         self.message_user(
             request,
@@ -304,13 +301,3 @@ async def _login_step(action: str, state: dict[str, Any], **data: Any) -> dict[s
     await runtime.ensure_started()
     phone = {"phone_number": state["phone_number"]} if action == "send_code" else {}
     return await worker_login(action, state["login_id"], worker=state["worker"], **phone, **data)
-
-
-async def _notify_cancelled(verification: PhoneVerification) -> None:
-    """Tell the visitor's open tabs, and have the worker call ``auth.cancelCode``."""
-    layer = get_channel_layer(get_config()["CHANNEL_LAYER"])
-    await layer.group_send(
-        group_name(verification.owner),
-        {"type": "verification.frame", "frame": frame("cancelled", verification)},
-    )
-    await worker_request(verification, "cancel", layer=layer)

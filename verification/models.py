@@ -120,6 +120,14 @@ class PhoneVerification(models.Model):
         verbose_name_plural = _("phone verifications")
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["owner", "-created_at"])]
+        constraints = [
+            # Two tabs starting at once must not both get an active verification.
+            models.UniqueConstraint(
+                fields=["owner"],
+                condition=models.Q(status__in=["sending", "code_sent"]),
+                name="verification_one_active_per_owner",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.phone_number} ({self.get_status_display()})"

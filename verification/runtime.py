@@ -15,42 +15,72 @@ from typing import Any
 
 from . import services
 from .app_settings import get_config
+from .db import db
 from .gateway import gateway_from_settings
-from .worker import TelegramWorker, db
+from .worker.core import TelegramWorker, serve
 
 logger = logging.getLogger("verification.runtime")
 
 SANDBOX_SENDER_PHONE = "+9996610000"
+
+#: Seconds a page view or socket waits for the first worker before going on without it.
+READY_TIMEOUT = 30.0
 
 
 class EmbeddedRuntime:
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.sandbox: Any = None
+        self.key_file: Path | None = None
         self.worker: TelegramWorker | None = None
         self.task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
+        self._first_ready = asyncio.Event()
+        self._gateway_kwargs: dict[str, Any] = {}
 
     async def start(self) -> None:
+        """Start the sandbox (if embedded) and the supervised worker; undo it all on failure."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         config = get_config()
-        gateway_kwargs: dict[str, Any] = {}
         if config["EMBEDDED_SANDBOX"]:
             self.sandbox = await asyncio.to_thread(self._start_sandbox, config)
             # Sandbox accounts live only for this process's sandbox, so a lease left by the
             # previous run (a restart) is stale: take it back now, not when it runs out.
             await db(services.sender_account_release_sandbox)()
-            key_file = Path(tempfile.gettempdir()) / f"verification-sandbox-{self.sandbox.port}.pem"
-            key_file.write_text(self.sandbox.public_key_pem)
-            gateway_kwargs = {"server": self.sandbox.address, "public_key_file": str(key_file)}
-        gateway = gateway_from_settings(**gateway_kwargs)
-        hook = self._connect_sandbox_sender if self.sandbox is not None else None
-        self.worker = TelegramWorker(gateway=gateway, before_first_lease=hook)
+            self.key_file = (
+                Path(tempfile.gettempdir()) / f"verification-sandbox-{self.sandbox.port}.pem"
+            )
+            self.key_file.write_text(self.sandbox.public_key_pem)
+            self._gateway_kwargs = {
+                "server": self.sandbox.address,
+                "public_key_file": str(self.key_file),
+            }
         # A fresh context: the runtime may be started from inside a request (admin) whose
         # sync_to_async executor dies with the request; the worker must not inherit it.
-        self.task = asyncio.get_running_loop().create_task(
-            self.worker.run(), context=contextvars.Context()
+        self.task = self.loop.create_task(
+            serve(self._make_worker, on_ready=self._on_ready), context=contextvars.Context()
         )
-        await self.worker.ready.wait()
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await self._first_ready.wait()
+        except TimeoutError:
+            # The supervisor keeps trying; visitors are told Telegram is unavailable meanwhile.
+            logger.error("The embedded Telegram worker is not ready yet; still trying")
+
+    def _make_worker(self) -> TelegramWorker:
+        hook = self._connect_sandbox_sender if self.sandbox is not None else None
+        gateway = gateway_from_settings(**self._gateway_kwargs)
+        return TelegramWorker(gateway=gateway, before_first_lease=hook)
+
+    def _on_ready(self, worker: TelegramWorker) -> None:
+        self.worker = worker
+        self._first_ready.set()
 
     @staticmethod
     def _start_sandbox(config: dict[str, Any]) -> Any:
@@ -86,8 +116,13 @@ class EmbeddedRuntime:
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
         if self.sandbox is not None:
             await asyncio.to_thread(self.sandbox.stop)
+            self.sandbox = None
+        if self.key_file is not None:
+            self.key_file.unlink(missing_ok=True)
+            self.key_file = None
 
 
 _runtime: EmbeddedRuntime | None = None
@@ -110,6 +145,7 @@ async def ensure_started() -> EmbeddedRuntime | None:
         if _runtime is not None and _runtime.loop is loop:
             return _runtime
         runtime = EmbeddedRuntime()
+        # A failed start has undone itself; the next page view or socket tries again.
         await runtime.start()
         runtime.started.set()
         _runtime = runtime

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import datetime
 from typing import Any
 
-from django.db.models import F, Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .app_settings import get_config
@@ -25,6 +26,8 @@ def verification_current(*, owner: str) -> PhoneVerification | None:
     return (
         PhoneVerification.objects.filter(owner=owner)
         .select_related("sender_account")
+        # Neither secret is needed to show or route a verification: skip decrypting them.
+        .defer("phone_code_hash", "sender_account__session")
         .order_by("-created_at")
         .first()
     )
@@ -71,14 +74,42 @@ def verification_snapshot(
     }
 
 
-def sender_account_pick(*, now: datetime | None = None) -> SenderAccount | None:
-    """A connected sender account, held by a live worker, used least recently."""
-    now = now or timezone.now()
+_rotation = itertools.count()
+
+
+def _sendable(now: datetime) -> QuerySet[SenderAccount]:
     return (
         SenderAccount.objects.filter(is_active=True, lease_expires_at__gt=now)
         .exclude(session="")
-        .filter(Q(flood_until__isnull=True) | Q(flood_until__lte=now))
-        .order_by(F("last_used_at").asc(nulls_first=True), "pk")
+        .exclude(lease_owner="")
+    )
+
+
+def sender_account_pick(
+    *, now: datetime | None = None, exclude: int | None = None
+) -> SenderAccount | None:
+    """A connected sender account held by a live worker and not flood-waiting.
+
+    Accounts take turns (round robin in this process), so picking one writes nothing.
+    """
+    now = now or timezone.now()
+    accounts = _sendable(now).filter(Q(flood_until__isnull=True) | Q(flood_until__lte=now))
+    if exclude is not None:
+        accounts = accounts.exclude(pk=exclude)
+    candidates = list(accounts.defer("session").order_by("pk"))
+    if not candidates:
+        return None
+    return candidates[next(_rotation) % len(candidates)]
+
+
+def sender_account_flooded_until(*, now: datetime | None = None) -> datetime | None:
+    """When the first flood-waiting connected sender is free again, if any is waiting."""
+    now = now or timezone.now()
+    return (
+        _sendable(now)
+        .filter(flood_until__gt=now)
+        .order_by("flood_until")
+        .values_list("flood_until", flat=True)
         .first()
     )
 

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -23,25 +23,19 @@ from .app_settings import get_config
 from .errors import ErrorCode, VerificationError
 from .gateway.base import LoginResult, SentCode
 from .models import PhoneVerification, SenderAccount, VerificationEvent
-from .selectors import sender_account_exists, sender_account_pick
+from .selectors import (
+    sender_account_exists,
+    sender_account_flooded_until,
+    sender_account_pick,
+    verification_current,
+    verification_get,
+)
 
 logger = logging.getLogger("verification")
 
 Status = PhoneVerification.Status
 Kind = VerificationEvent.Kind
 Actor = VerificationEvent.Actor
-
-# Errors after which the code can never be used: the verification ends.
-TERMINAL_SEND_ERRORS = {
-    ErrorCode.PHONE_NUMBER_INVALID,
-    ErrorCode.PHONE_NUMBER_BANNED,
-    ErrorCode.PHONE_NUMBER_FLOOD,
-    ErrorCode.FLOOD_WAIT,
-    ErrorCode.SEND_CODE_UNAVAILABLE,
-    ErrorCode.TELEGRAM_UNAVAILABLE,
-    ErrorCode.NO_SENDER_ACCOUNT,
-    ErrorCode.INTERNAL,
-}
 
 
 def _send_signal(signal: Signal, verification: PhoneVerification, **kwargs: Any) -> None:
@@ -131,15 +125,6 @@ def _ip_bucket(ip: str | None) -> str:
     return str(address)
 
 
-def _lock(verification_id: Any) -> PhoneVerification:
-    return (
-        PhoneVerification.objects.select_for_update(of=("self",))
-        .select_related("sender_account")
-        .get(pk=verification_id)
-    )
-
-
-@transaction.atomic
 def verification_start(
     *,
     owner: str,
@@ -148,9 +133,13 @@ def verification_start(
     region: str = "",
     ip_address: str | None = None,
 ) -> tuple[PhoneVerification, list[PhoneVerification]]:
-    """Start a verification for ``owner``; returns it and the active ones it cancelled."""
+    """Start a verification for ``owner``; returns it and the active ones it cancelled.
+
+    One transaction. The database holds "one active verification per owner" (a partial unique
+    constraint): when two tabs start at once, the loser's insert conflicts, and it retries,
+    cancelling the winner's verification as any later start would.
+    """
     now = timezone.now()
-    config = get_config()
     flood_until = cache.get(_flood_key(phone_number))
     if flood_until and flood_until > now:
         raise VerificationError(
@@ -163,36 +152,72 @@ def verification_start(
         ("user", str(user.pk) if user is not None else ""),
     ]
     _rate_limits_check(scopes, now)
+    for attempt in range(3):
+        try:
+            started = _start(
+                owner=owner, user=user, phone_number=phone_number, region=region,
+                ip_address=ip_address, now=now,
+            )  # fmt: skip
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            continue
+        # Counted only now: refused sends (no account, another limit) use up no quota.
+        _rate_limits_count(scopes, now)
+        return started
+    raise AssertionError("unreachable")
+
+
+@transaction.atomic
+def _start(
+    *,
+    owner: str,
+    user: Any,
+    phone_number: str,
+    region: str,
+    ip_address: str | None,
+    now: datetime,
+) -> tuple[PhoneVerification, list[PhoneVerification]]:
+    config = get_config()
     account = sender_account_pick(now=now)
     if account is None:
-        code = (
-            ErrorCode.TELEGRAM_UNAVAILABLE
-            if sender_account_exists()
-            else ErrorCode.NO_SENDER_ACCOUNT
-        )
-        raise VerificationError(code)
+        raise _no_sender(now)
     cancelled = [
-        verification_cancel(verification=previous, actor=Actor.VISITOR, reason="replaced")
-        for previous in PhoneVerification.objects.select_for_update().filter(
-            owner=owner, status__in=PhoneVerification.ACTIVE_STATUSES
+        _finish(previous, Status.CANCELLED, kind=Kind.CANCELLED, actor=Actor.VISITOR,
+                reason="replaced")
+        for previous in PhoneVerification.objects.select_for_update(of=("self",))
+        .select_related("sender_account")
+        .defer("sender_account__session")
+        .filter(owner=owner, status__in=PhoneVerification.ACTIVE_STATUSES)
+    ]  # fmt: skip
+    with transaction.atomic():
+        # A savepoint: a conflicting insert (another tab won the race) rolls back alone.
+        verification = PhoneVerification.objects.create(
+            owner=owner,
+            user=user,
+            phone_number=phone_number,
+            region=region,
+            sender_account=account,
+            status=Status.SENDING,
+            expires_at=now + timedelta(seconds=config["EXPIRES_AFTER"]),
+            ip_address=ip_address,
         )
-    ]
-    SenderAccount.objects.filter(pk=account.pk).update(last_used_at=now)
-    verification = PhoneVerification.objects.create(
-        owner=owner,
-        user=user,
-        phone_number=phone_number,
-        region=region,
-        sender_account=account,
-        status=Status.SENDING,
-        expires_at=now + timedelta(seconds=config["EXPIRES_AFTER"]),
-        ip_address=ip_address,
-    )
     event_record(verification=verification, kind=Kind.STARTED, actor=Actor.VISITOR)
     _on_commit_signal(signals.verification_started, verification)
-    # Counted only now: refused sends (no account, another limit) use up no quota.
-    _rate_limits_count(scopes, now)
     return verification, cancelled
+
+
+def _no_sender(now: datetime) -> VerificationError:
+    """Why no sender account can take a verification now."""
+    flooded_until = sender_account_flooded_until(now=now)
+    if flooded_until is not None:
+        # Every connected sender is waiting out an account flood: say when one is free.
+        return VerificationError(
+            ErrorCode.FLOOD_WAIT, retry_after=math.ceil((flooded_until - now).total_seconds())
+        )
+    if sender_account_exists():
+        return VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
+    return VerificationError(ErrorCode.NO_SENDER_ACCOUNT)
 
 
 def _apply_sent_code(verification: PhoneVerification, sent: SentCode, now: datetime) -> None:
@@ -222,7 +247,7 @@ def verification_code_sent(
     now = timezone.now()
     verification = _lock(verification_id)
     expected = Status.CODE_SENT if resent else Status.SENDING
-    if verification.status != expected:
+    if verification is None or verification.status != expected:
         return None
     _apply_sent_code(verification, sent, now)
     verification.status = Status.CODE_SENT
@@ -288,9 +313,9 @@ def verification_send_failed(
 ) -> PhoneVerification | None:
     """Record a failed send (or resend). Returns the verification, None if it ended meanwhile."""
     now = timezone.now()
+    cache.delete(_resend_lock_key(verification_id))
     verification = _lock(verification_id)
-    cache.delete(_resend_lock_key(verification.pk))
-    if not verification.is_active:
+    if verification is None or not verification.is_active:
         return None
     if code is ErrorCode.FLOOD_WAIT and retry_after:
         until = now + timedelta(seconds=retry_after)
@@ -345,10 +370,39 @@ def _usable(verification_id: Any) -> PhoneVerification:
     Call :func:`verification_expire_if_due` first: an expiry must be committed, not rolled back
     with the refusal.
     """
-    verification = PhoneVerification.objects.select_for_update().filter(pk=verification_id).first()
+    verification = _lock(verification_id)
     if verification is None or not verification.is_active:
         raise VerificationError(ErrorCode.NO_ACTIVE_VERIFICATION)
     return verification
+
+
+def _lock(verification_id: Any) -> PhoneVerification | None:
+    """Lock a verification's row for this transaction; None if it is gone."""
+    return (
+        PhoneVerification.objects.select_for_update(of=("self",))
+        .select_related("sender_account")
+        .defer("sender_account__session")
+        .filter(pk=verification_id)
+        .first()
+    )
+
+
+def verification_live(*, owner: str) -> tuple[PhoneVerification | None, bool]:
+    """The owner's current verification, expired first if its deadline passed.
+
+    Returns it and whether this call expired it. One query when nothing is due.
+    """
+    verification = verification_current(owner=owner)
+    if verification is None or not verification.is_active:
+        return verification, False
+    if verification.expires_at is None or verification.expires_at > timezone.now():
+        return verification, False
+    expired = verification_expire_if_due(verification_id=verification.pk)
+    return (
+        (expired, True)
+        if expired is not None
+        else (verification_get(verification_id=verification.pk), False)
+    )
 
 
 @transaction.atomic
@@ -370,6 +424,11 @@ def verification_resend_request(*, verification_id: Any) -> PhoneVerification:
     return verification
 
 
+def verification_resend_done(*, verification_id: Any) -> None:
+    """A resend ended without reaching Telegram: another may be asked for."""
+    cache.delete(_resend_lock_key(verification_id))
+
+
 def verification_attempt_check(*, verification: PhoneVerification) -> None:
     """Raise VerificationError unless a code can be submitted now (counts nothing)."""
     if verification.status != Status.CODE_SENT:
@@ -385,14 +444,10 @@ def verification_attempt_start(*, verification_id: Any) -> PhoneVerification:
     The worker calls this, so a request that never reaches a worker costs no attempt.
     """
     verification = _usable(verification_id)
-    if verification.status != Status.CODE_SENT:
-        raise VerificationError(ErrorCode.NO_ACTIVE_VERIFICATION)
-    if verification.attempts >= get_config()["MAX_ATTEMPTS"]:
-        # Every attempt is in flight; the last answer decides.
-        raise VerificationError(ErrorCode.TOO_MANY_ATTEMPTS)
-    verification.attempts = F("attempts") + 1
+    verification_attempt_check(verification=verification)
+    # The row is locked: concurrent submits count one by one.
+    verification.attempts += 1
     verification.save(update_fields=["attempts", "updated_at"])
-    verification.refresh_from_db()
     event_record(verification=verification, kind=Kind.CODE_SUBMITTED, actor=Actor.VISITOR)
     return verification
 
@@ -407,7 +462,7 @@ def verification_attempt_result(
     TOO_MANY_ATTEMPTS when the last attempt was used up.
     """
     verification = _lock(verification_id)
-    if not verification.is_active:
+    if verification is None or not verification.is_active:
         return None, error
     if error is None:
         # Only wrong codes count as attempts.
@@ -463,9 +518,10 @@ def verification_cancel(
 ) -> PhoneVerification:
     """Mark an active verification cancelled (the worker then calls ``auth.cancelCode``)."""
     with transaction.atomic():
-        verification = _lock(verification.pk)
-        if not verification.is_active:
-            return verification
+        locked = _lock(verification.pk)
+        if locked is None or not locked.is_active:
+            return locked or verification
+        verification = locked
         data = {"reason": reason} if reason else {}
         return _finish(
             verification,
@@ -484,7 +540,9 @@ def verification_expire_if_due(
     """Expire the verification if its deadline passed; the expired verification, else None."""
     now = now or timezone.now()
     verification = _lock(verification_id)
-    if not verification.is_active or not verification.expires_at or verification.expires_at > now:
+    if verification is None or not verification.is_active:
+        return None
+    if not verification.expires_at or verification.expires_at > now:
         return None
     return _finish(verification, Status.EXPIRED, kind=Kind.EXPIRED, actor=Actor.SYSTEM)
 
@@ -510,7 +568,7 @@ def verification_fail_stuck_sends(*, now: datetime | None = None) -> list[PhoneV
     for pk in list(stuck):
         with transaction.atomic():
             verification = _lock(pk)
-            if verification.status == Status.SENDING:
+            if verification is not None and verification.status == Status.SENDING:
                 failed.append(
                     _finish(
                         verification,
@@ -539,7 +597,7 @@ def verification_review(
     *, verification: PhoneVerification, status: str, staff_user: Any, note: str | None = None
 ) -> PhoneVerification:
     """Record a staff review; ``note=None`` keeps the current note, ``""`` clears it."""
-    verification = _lock(verification.pk)
+    verification = _lock(verification.pk) or verification
     verification.review_status = status
     verification.reviewed_by = staff_user
     verification.reviewed_at = timezone.now()
@@ -576,24 +634,38 @@ def sender_account_save(*, result: LoginResult, is_sandbox: bool = False) -> Sen
     return account
 
 
-def sender_account_leases_renew(*, owner: str, limit: int | None = None) -> list[SenderAccount]:
-    """Take or renew the leases ``owner`` can hold; the accounts it holds afterwards."""
+def sender_account_leases_renew(
+    *, owner: str, used: dict[int, datetime] | None = None
+) -> list[SenderAccount]:
+    """Take or renew the leases ``owner`` can hold; the accounts it holds afterwards.
+
+    ``used`` records when the worker last sent from each account (kept off the hot path).
+    """
     now = timezone.now()
     until = now + timedelta(seconds=get_config()["LEASE_SECONDS"])
-    SenderAccount.objects.filter(lease_owner=owner, is_active=True).update(lease_expires_at=until)
+    with transaction.atomic():
+        SenderAccount.objects.filter(lease_owner=owner, is_active=True).update(
+            lease_expires_at=until
+        )
+        for account_id, moment in (used or {}).items():
+            SenderAccount.objects.filter(pk=account_id).update(last_used_at=moment)
+    lapsed = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now) | Q(lease_owner="")
     free = (
         SenderAccount.objects.filter(is_active=True)
         .exclude(session="")
-        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now) | Q(lease_owner=""))
+        .filter(lapsed)
         .exclude(lease_owner=owner)
     )
     for account in free.values_list("pk", flat=True):
         # A conditional update: two workers racing for one account cannot both win.
-        SenderAccount.objects.filter(pk=account).filter(
-            Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now) | Q(lease_owner="")
-        ).update(lease_owner=owner, lease_expires_at=until)
-    held = SenderAccount.objects.filter(lease_owner=owner, is_active=True).exclude(session="")
-    return list(held[:limit] if limit else held)
+        SenderAccount.objects.filter(pk=account).filter(lapsed).update(
+            lease_owner=owner, lease_expires_at=until
+        )
+    return list(
+        SenderAccount.objects.filter(
+            lease_owner=owner, is_active=True, lease_expires_at=until
+        ).exclude(session="")
+    )
 
 
 def sender_account_release(*, owner: str, account_id: int | None = None, error: str = "") -> None:
@@ -619,6 +691,36 @@ def sender_account_mark_dead(*, account_id: int, error: str) -> None:
 
 
 def sender_account_mark_flooded(*, account_id: int, seconds: int) -> None:
+    """An account-level flood wait: the account sends nothing until it ends."""
     SenderAccount.objects.filter(pk=account_id).update(
-        flood_until=timezone.now() + timedelta(seconds=seconds)
+        flood_until=timezone.now() + timedelta(seconds=seconds),
+        last_error=f"FLOOD_WAIT_{seconds}",
     )
+
+
+@transaction.atomic
+def verification_failover(
+    *, verification_id: Any, flooded_account_id: int
+) -> PhoneVerification | None:
+    """Move a verification still ``sending`` to another connected sender account.
+
+    Used when its account answered FLOOD_WAIT before any code went out. None when it ended
+    meanwhile, or when no other sender can take it.
+    """
+    verification = _lock(verification_id)
+    if verification is None or verification.status != Status.SENDING:
+        return None
+    other = sender_account_pick(exclude=flooded_account_id)
+    if other is None:
+        return None
+    verification.sender_account = other
+    verification.save(update_fields=["sender_account", "updated_at"])
+    event_record(
+        verification=verification,
+        kind=Kind.ERROR,
+        actor=Actor.TELEGRAM,
+        error=ErrorCode.FLOOD_WAIT,
+        sender_account=flooded_account_id,
+        failover_to=other.pk,
+    )
+    return verification

@@ -73,6 +73,10 @@ _KNOWN_ERRORS: list[tuple[type[BaseException], ErrorCode]] = [
 
 _added_keys: set[str] = set()
 
+#: Seconds an unfinished sender sign-in keeps its connected client (Telegram's codes live
+#: about as long).
+LOGIN_LIFETIME = 600.0
+
 
 def sent_code_from_telegram(sent: Any) -> SentCode:
     if not isinstance(sent, types.auth.SentCode):
@@ -113,6 +117,28 @@ def translate_error(exc: BaseException) -> GatewayError:
     return GatewayError(ErrorCode.INTERNAL, telegram_error=name)
 
 
+def _withdraw(client: TelegramClient, request: Any) -> None:
+    """Drop ``request`` from the client's send queue and from the requests it would resend.
+
+    Telethon 1.45 keeps an unanswered request (queued, or sent but unanswered when the
+    connection dropped) and sends it again once it reconnects, even if its caller gave up.
+    """
+    sender = client._sender
+
+    def ours(state: Any) -> bool:
+        sent = state.request
+        return sent is request or getattr(sent, "query", None) is request
+
+    queue = sender._send_queue._deque
+    for state in [state for state in queue if ours(state)]:
+        queue.remove(state)
+        state.future.cancel()
+    for msg_id, state in list(sender._pending_state.items()):
+        if ours(state):
+            sender._pending_state.pop(msg_id, None)
+            state.future.cancel()
+
+
 class TelethonGateway(TelegramGateway):
     def __init__(self, *, server: str | None = None, public_key_file: str | None = None) -> None:
         config = get_config()
@@ -130,6 +156,8 @@ class TelethonGateway(TelegramGateway):
         self._clients: dict[int, TelegramClient] = {}
         self._supervisors: dict[int, asyncio.Task[None]] = {}
         self._logins: dict[str, tuple[TelegramClient, str, str]] = {}
+        self._login_timers: dict[str, asyncio.TimerHandle] = {}
+        self._expiring: set[asyncio.Task[None]] = set()
 
     def _client(self, session: str) -> TelegramClient:
         client = TelegramClient(
@@ -155,9 +183,15 @@ class TelethonGateway(TelegramGateway):
         return client
 
     async def _call(self, client: TelegramClient, request: Any) -> Any:
+        """Send ``request``; when it times out or its caller gives up, withdraw it."""
         try:
             return await asyncio.wait_for(client(request), self.request_timeout)
-        except Exception as exc:
+        except BaseException as exc:
+            if isinstance(exc, TimeoutError | asyncio.CancelledError):
+                # Given up: take the request back, or Telethon sends it after a reconnect.
+                _withdraw(client, request)
+            if not isinstance(exc, Exception):
+                raise
             error = translate_error(exc)
             if error.code is ErrorCode.FLOOD_WAIT:
                 # Telethon would refuse every later request of this type on this client, for any
@@ -238,25 +272,39 @@ class TelethonGateway(TelegramGateway):
         request = functions.account.SendVerifyPhoneCodeRequest(
             phone_number=phone_number, settings=types.CodeSettings(allow_missed_call=True)
         )
-        return sent_code_from_telegram(await self._call(self._account(account_id), request))
+        sent = await self._call(self._account(account_id), request)
+        return sent_code_from_telegram(sent)
 
     async def resend_code(
-        self, account_id: int, phone_number: str, phone_code_hash: str
+        self,
+        account_id: int,
+        phone_number: str,
+        phone_code_hash: str,
     ) -> SentCode:
         request = functions.auth.ResendCodeRequest(
             phone_number=phone_number, phone_code_hash=phone_code_hash
         )
-        return sent_code_from_telegram(await self._call(self._account(account_id), request))
+        sent = await self._call(self._account(account_id), request)
+        return sent_code_from_telegram(sent)
 
     async def verify_phone(
-        self, account_id: int, phone_number: str, phone_code_hash: str, code: str
+        self,
+        account_id: int,
+        phone_number: str,
+        phone_code_hash: str,
+        code: str,
     ) -> None:
         request = functions.account.VerifyPhoneRequest(
             phone_number=phone_number, phone_code_hash=phone_code_hash, phone_code=code
         )
         await self._call(self._account(account_id), request)
 
-    async def cancel_code(self, account_id: int, phone_number: str, phone_code_hash: str) -> None:
+    async def cancel_code(
+        self,
+        account_id: int,
+        phone_number: str,
+        phone_code_hash: str,
+    ) -> None:
         request = functions.auth.CancelCodeRequest(
             phone_number=phone_number, phone_code_hash=phone_code_hash
         )
@@ -280,7 +328,18 @@ class TelethonGateway(TelegramGateway):
             await client.disconnect()
             raise
         self._logins[login_id] = (client, phone_number, sent.phone_code_hash)
+        # A sign-in nobody finishes is dropped, with its connection, once its code is stale.
+        self._login_timers[login_id] = asyncio.get_running_loop().call_later(
+            LOGIN_LIFETIME, self._login_expired, login_id, client
+        )
         return sent
+
+    def _login_expired(self, login_id: str, client: TelegramClient) -> None:
+        entry = self._logins.get(login_id)
+        if entry is not None and entry[0] is client:
+            task = asyncio.ensure_future(self.login_abort(login_id))
+            self._expiring.add(task)
+            task.add_done_callback(self._expiring.discard)
 
     def _login(self, login_id: str) -> tuple[TelegramClient, str, str]:
         try:
@@ -290,6 +349,7 @@ class TelethonGateway(TelegramGateway):
 
     async def _finish_login(self, login_id: str, user: Any) -> LoginResult:
         client, phone_number, _ = self._logins.pop(login_id)
+        self._cancel_login_timer(login_id)
         session = StringSession.save(client.session)
         await client.disconnect()
         name = " ".join(filter(None, [user.first_name, user.last_name]))
@@ -318,8 +378,14 @@ class TelethonGateway(TelegramGateway):
         user = await self._guard(client.sign_in(password=password))
         return await self._finish_login(login_id, user)
 
+    def _cancel_login_timer(self, login_id: str) -> None:
+        timer = self._login_timers.pop(login_id, None)
+        if timer is not None:
+            timer.cancel()
+
     async def login_abort(self, login_id: str) -> None:
         entry = self._logins.pop(login_id, None)
+        self._cancel_login_timer(login_id)
         if entry is not None:
             await entry[0].disconnect()
 

@@ -1,0 +1,244 @@
+"""The verification use cases, for every interface: start, resend, submit a code, cancel, expire.
+
+The WebSocket consumer, the admin and the Telegram worker all call these. Each does its database
+work as one step (one transaction, on :mod:`verification.db`'s threads), hands Telegram work to
+the worker holding the verification's sender account, and tells every tab of the owning
+browser session through :func:`push`.
+
+A request handed to a worker carries an id and a deadline. The worker answers every request by
+its deadline, and gives up on it in Telethon when time runs out, so a late code is never sent.
+:class:`Watchdogs` covers the one case the worker cannot: a worker that died holding the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from channels.layers import BaseChannelLayer, get_channel_layer
+
+from . import services
+from .app_settings import get_config
+from .db import db
+from .errors import ErrorCode, VerificationError
+from .frames import error_frame, frame, group_name
+from .models import PhoneVerification
+from .selectors import verification_get
+from .worker.client import worker_channel
+
+#: Seconds after a request's deadline before a tab concludes its worker died.
+ANSWER_GRACE = 5.0
+
+
+def channel_layer() -> BaseChannelLayer:
+    return get_channel_layer(get_config()["CHANNEL_LAYER"])
+
+
+async def push(owner: str, data: dict[str, Any], *, answers: str = "") -> None:
+    """Send a frame to every tab of ``owner``; ``answers`` names the request it answers."""
+    event = {"type": "verification.frame", "frame": data, "answers": answers}
+    await channel_layer().group_send(group_name(owner), event)
+
+
+@dataclass(frozen=True)
+class Request:
+    """Telegram work handed to the worker holding a verification's sender account."""
+
+    id: str
+    kind: str
+    verification: PhoneVerification
+    deadline: float
+
+    @classmethod
+    def new(cls, kind: str, verification: PhoneVerification) -> Request:
+        deadline = time.time() + get_config()["REQUEST_TIMEOUT"]
+        return cls(secrets.token_hex(8), kind, verification, deadline)
+
+    def message(self, **data: Any) -> dict[str, Any]:
+        verification = self.verification
+        return {
+            "type": f"telegram.{self.kind}",
+            "request": self.id,
+            "deadline": self.deadline,
+            "verification": str(verification.pk),
+            "owner": verification.owner,
+            "account": verification.sender_account_id,
+            "phone_number": verification.phone_number,
+            **data,
+        }
+
+
+async def _hand_over(request: Request, **data: Any) -> bool:
+    """Give ``request`` to the worker holding its account; False when no live worker does."""
+    channel = worker_channel(request.verification)
+    if not channel:
+        return False
+    await channel_layer().send(channel, request.message(**data))
+    return True
+
+
+async def _dispatch(request: Request, **data: Any) -> Request | None:
+    """Hand ``request`` over, or fail it at once (told to every tab) when no worker holds it."""
+    if await _hand_over(request, **data):
+        return request
+    await no_answer(request)
+    return None
+
+
+async def current(owner: str) -> PhoneVerification | None:
+    """``owner``'s latest verification; one that is past its deadline is expired first."""
+    if not owner:
+        return None
+    verification, expired_now = await db(services.verification_live)(owner=owner)
+    if expired_now and verification is not None:
+        # The other tabs learn it too.
+        await push(owner, frame("expired", verification))
+    return verification
+
+
+async def active(owner: str) -> PhoneVerification:
+    """``owner``'s active verification, or the error that says why there is none."""
+    if not owner:
+        raise VerificationError(ErrorCode.NO_ACTIVE_VERIFICATION)
+    verification, expired_now = await db(services.verification_live)(owner=owner)
+    if verification is None:
+        raise VerificationError(ErrorCode.NO_ACTIVE_VERIFICATION)
+    if expired_now:
+        await push(owner, frame("expired", verification))
+        raise VerificationError(ErrorCode.PHONE_CODE_EXPIRED)
+    if not verification.is_active:
+        raise VerificationError(ErrorCode.NO_ACTIVE_VERIFICATION)
+    return verification
+
+
+async def start(
+    *,
+    owner: str,
+    user: Any,
+    phone_number: str,
+    region: str = "",
+    ip_address: str | None = None,
+) -> Request | None:
+    """A new verification for ``owner`` (an active one is cancelled); its code goes out."""
+    verification, cancelled = await db(services.verification_start)(
+        owner=owner,
+        user=user,
+        phone_number=phone_number,
+        region=region,
+        ip_address=ip_address,
+    )
+    for previous in cancelled:
+        await _hand_over(Request.new("cancel", previous))
+    await push(owner, frame("state", verification))
+    return await _dispatch(Request.new("send", verification))
+
+
+async def resend(*, owner: str) -> Request | None:
+    """Deliver the code the next way; None when a resend is already in flight."""
+    verification = await active(owner)
+    if not worker_channel(verification):
+        raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
+    try:
+        verification = await db(services.verification_resend_request)(
+            verification_id=verification.pk
+        )
+    except services.ResendInFlight:
+        # Its answer reaches every tab.
+        return None
+    return await _dispatch(Request.new("resend", verification))
+
+
+async def submit_code(*, owner: str, code: str) -> Request | None:
+    """Have Telegram check ``code`` (already validated); the attempt counts when it is taken."""
+    verification = await active(owner)
+    if not worker_channel(verification):
+        # Refused before the attempt is counted: nobody could judge the code now.
+        raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
+    services.verification_attempt_check(verification=verification)
+    return await _dispatch(Request.new("verify", verification), code=code)
+
+
+async def cancel(*, owner: str) -> None:
+    """Cancel ``owner``'s active verification."""
+    verification = await active(owner)
+    await announce_cancelled(await db(services.verification_cancel)(verification=verification))
+
+
+async def announce_cancelled(verification: PhoneVerification) -> None:
+    """After :func:`services.verification_cancel` (the visitor's or staff's): tell every tab,
+    and have the worker call ``auth.cancelCode`` so the code already delivered is useless."""
+    if verification.status != PhoneVerification.Status.CANCELLED:
+        return
+    await push(verification.owner, frame("cancelled", verification))
+    await _hand_over(Request.new("cancel", verification))
+
+
+async def expire(verification_id: Any) -> PhoneVerification | None:
+    """Expire a verification whose deadline passed, and tell its tabs."""
+    expired = await db(services.verification_expire_if_due)(verification_id=verification_id)
+    if expired is not None:
+        await push(expired.owner, frame("expired", expired))
+    return expired
+
+
+async def no_answer(request: Request) -> None:
+    """No worker answered ``request`` in time: record it and tell every tab."""
+    verification = request.verification
+    if request.kind == "verify":
+        # The worker counts an attempt when it takes the code, so none was used up here.
+        updated = await db(verification_get)(verification_id=verification.pk)
+        if updated is not None and not updated.is_active:
+            return
+    elif request.kind in {"send", "resend"}:
+        updated = await db(services.verification_send_failed)(
+            verification_id=verification.pk, code=ErrorCode.TELEGRAM_UNAVAILABLE
+        )
+    else:
+        return
+    if updated is not None:
+        await push(
+            updated.owner, error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, updated), answers=request.id
+        )
+
+
+# Frames after which no request about that verification can still be answered.
+ENDINGS = {"verified", "cancelled", "expired"}
+
+
+class Watchdogs:
+    """The requests one tab handed over, each waiting for its answer until its deadline."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, tuple[str, asyncio.Task[None]]] = {}
+
+    def expect(self, request: Request | None) -> None:
+        if request is not None:
+            task = asyncio.ensure_future(self._watch(request))
+            self._tasks[request.id] = (str(request.verification.pk), task)
+
+    async def _watch(self, request: Request) -> None:
+        await asyncio.sleep(max(0.0, request.deadline - time.time()) + ANSWER_GRACE)
+        self._tasks.pop(request.id, None)
+        await no_answer(request)
+
+    def answered(self, event: dict[str, Any]) -> None:
+        """Stand down the watchdogs that a pushed frame answers."""
+        data = event["frame"]
+        if request_id := event.get("answers"):
+            entry = self._tasks.pop(request_id, None)
+            if entry is not None:
+                entry[1].cancel()
+        snapshot = data.get("verification")
+        if snapshot and data["type"] in ENDINGS:
+            for request_id, (verification_id, task) in list(self._tasks.items()):
+                if verification_id == snapshot["id"]:
+                    task.cancel()
+                    del self._tasks[request_id]
+
+    def close(self) -> None:
+        for _, task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()
