@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -67,6 +68,62 @@ async def test_command_serves_prints_codes_and_stops_on_ctrl_c(tmp_path, new_cli
         rest = await asyncio.wait_for(process.stdout.read(), 15)
         await process.wait()
     assert "Sandbox stopped." in rest.decode()
+    assert process.returncode == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_command_starts_while_the_site_points_at_it(tmp_path):
+    """Configured as in .env.example, the site names the key file the command is about to
+    write. The site's checks (E023: no such file) must not stop the command, and once it runs
+    they pass."""
+    key_file = tmp_path / "telegram-sandbox.pem"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        # The demo site reads these from the environment (.env.example).
+        "DJANGO_SETTINGS_MODULE": "passportsite.settings",
+        "TELEGRAM_SERVER": f"127.0.0.1:{port}",
+        "TELEGRAM_SERVER_PUBLIC_KEY": str(key_file),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(MANAGE_PY),
+        "telegram_sandbox",
+        "--port",
+        str(port),
+        "--public-key-file",
+        str(key_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    seen: list[str] = []
+    try:
+        await _read_until(process.stdout, rf"listening on 127\.0\.0\.1:{port}\b", seen)
+        await _read_until(process.stdout, re.escape(f"TELEGRAM_SERVER_PUBLIC_KEY={key_file}"), seen)
+        assert key_file.read_text().startswith("-----BEGIN RSA PUBLIC KEY-----")
+
+        check = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(MANAGE_PY),
+            "check",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+        )
+        output = (await asyncio.wait_for(check.communicate(), 30))[0].decode()
+        assert check.returncode == 0, output
+        assert "verification.E02" not in output
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        rest = await asyncio.wait_for(process.stdout.read(), 15)
+        await process.wait()
+    assert "Sandbox stopped." in rest.decode(), "".join(seen) + rest.decode()
     assert process.returncode == 0
 
 
