@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
 from django.core.checks import ERROR, WARNING, run_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
-from verification.checks import check_settings
+from verification.checks import (
+    check_settings,
+    check_telegram_configured,
+    check_telegram_configured_for_deployment,
+)
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 REDIS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {}}}
@@ -134,17 +142,70 @@ def test_separate_workers_cannot_share_an_in_memory_layer(configure):
     assert "Redis" in message.hint
 
 
-def test_no_credentials_and_no_sandbox(configure):
+def test_no_credentials_and_no_sandbox_warns(configure):
     configure()
-    message = only(check_settings())
+    assert check_settings() == []
+    message = only(check_telegram_configured())
+    assert message.id == "verification.W020"
+    assert message.level == WARNING
+    assert message.msg == "No Telegram credentials and no sandbox: codes cannot be sent."
+    assert "TELEGRAM_API_ID" in message.hint
+
+
+def test_no_credentials_and_no_sandbox_is_a_deployment_error(configure):
+    configure()
+    message = only(check_telegram_configured_for_deployment())
     assert message.id == "verification.E020"
+    assert message.level == ERROR
     assert message.msg == "No Telegram credentials and no sandbox: codes cannot be sent."
     assert "TELEGRAM_API_ID" in message.hint
 
 
 def test_half_the_credentials_are_no_credentials(configure):
     configure(TELEGRAM_API_ID=123456)
-    assert only(check_settings()).id == "verification.E020"
+    assert only(check_telegram_configured()).id == "verification.W020"
+    assert only(check_telegram_configured_for_deployment()).id == "verification.E020"
+
+
+@pytest.mark.parametrize(
+    "verification",
+    [
+        CREDENTIALS,
+        {"EMBEDDED_SANDBOX": True},
+        {"TELEGRAM_SERVER": "127.0.0.1:8443", "TELEGRAM_SERVER_PUBLIC_KEY": "sandbox.pem"},
+    ],
+)
+def test_any_way_to_send_codes_satisfies_both_credential_checks(configure, verification):
+    configure(**verification)
+    assert check_telegram_configured() == []
+    assert check_telegram_configured_for_deployment() == []
+
+
+def test_credential_checks_leave_a_bad_setting_to_e001(configure, settings):
+    configure()
+    settings.VERIFICATION = [("TELEGRAM_API_ID", 1)]
+    assert check_telegram_configured() == []
+    assert check_telegram_configured_for_deployment() == []
+
+
+def test_ci_without_telegram_secrets_passes_check_and_fails_check_deploy(configure):
+    """A host's CI runs ``check`` (and ``migrate``, which runs the same checks) without the
+    deployment's secrets: a warning. ``check --deploy`` refuses."""
+    configure()
+    ids = [m.id for m in run_checks() if m.id and m.id.startswith("verification.")]
+    assert ids == ["verification.W020"]
+    deploy = [
+        m.id
+        for m in run_checks(include_deployment_checks=True)
+        if m.id and m.id.startswith("verification.")
+    ]
+    assert sorted(deploy) == ["verification.E020", "verification.W020"]
+
+    stderr = StringIO()
+    call_command("check", stdout=StringIO(), stderr=stderr)
+    assert "verification.W020" in stderr.getvalue()
+    with pytest.raises(SystemCheckError, match=r"verification\.E020"):
+        call_command("check", deploy=True, stdout=StringIO(), stderr=StringIO())
 
 
 def test_telegram_server_with_its_key_passes(configure, tmp_path):

@@ -19,6 +19,37 @@ from .app_settings import (
 )
 from .gateway.base import TelegramGateway
 
+NO_TELEGRAM = "No Telegram credentials and no sandbox: codes cannot be sent."
+NO_TELEGRAM_HINT = (
+    "Set TELEGRAM_API_ID and TELEGRAM_API_HASH (from my.telegram.org), or point "
+    "TELEGRAM_SERVER at a sandbox, or turn EMBEDDED_SANDBOX on for development."
+)
+
+
+def _can_send_codes() -> bool:
+    config = get_config()
+    has_credentials = bool(config["TELEGRAM_API_ID"] and config["TELEGRAM_API_HASH"])
+    return bool(config["EMBEDDED_SANDBOX"] or config["TELEGRAM_SERVER"] or has_credentials)
+
+
+@register()
+def check_telegram_configured(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Codes need Telegram credentials, a TELEGRAM_SERVER or the embedded sandbox. Missing
+    secrets are a deployment concern (a host's CI runs ``check`` and ``migrate`` without
+    them), so this is a warning; ``check --deploy`` makes it an error (E020)."""
+    if not isinstance(getattr(settings, "VERIFICATION", {}), dict) or _can_send_codes():
+        return []  # E001 reports a VERIFICATION that is not a dict
+    return [Warning(NO_TELEGRAM, hint=NO_TELEGRAM_HINT, id="verification.W020")]
+
+
+@register(deploy=True)
+def check_telegram_configured_for_deployment(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """A deployed site must be able to send codes: it needs Telegram credentials, a
+    TELEGRAM_SERVER or the embedded sandbox."""
+    if not isinstance(getattr(settings, "VERIFICATION", {}), dict) or _can_send_codes():
+        return []  # E001 reports a VERIFICATION that is not a dict
+    return [Error(NO_TELEGRAM, hint=NO_TELEGRAM_HINT, id="verification.E020")]
+
 
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
@@ -144,16 +175,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 "Telegram worker process can receive requests.",
                 hint="Use a shared channel layer (Redis) or turn EMBEDDED_WORKER on.",
                 id="verification.E011",
-            )
-        )
-    has_credentials = bool(config["TELEGRAM_API_ID"] and config["TELEGRAM_API_HASH"])
-    if not config["EMBEDDED_SANDBOX"] and not config["TELEGRAM_SERVER"] and not has_credentials:
-        messages.append(
-            Error(
-                "No Telegram credentials and no sandbox: codes cannot be sent.",
-                hint="Set TELEGRAM_API_ID and TELEGRAM_API_HASH (from my.telegram.org), or point "
-                "TELEGRAM_SERVER at a sandbox, or turn EMBEDDED_SANDBOX on for development.",
-                id="verification.E020",
             )
         )
     if config["TELEGRAM_SERVER"]:
