@@ -67,19 +67,48 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The web process, its embedded Telegram worker and the ORM's thread pool share one file.
+    # One file shared by the web process and its embedded Telegram worker. WAL lets readers
+    # run beside the writer; synchronous=NORMAL is durable across application crashes (WAL
+    # only loses the last commits on a power cut). Connections stay open: opening one
+    # registers Django's SQL functions each time.
+    DATABASES["default"]["CONN_MAX_AGE"] = None
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
     )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's psycopg pool: a step borrows an open connection instead of opening one.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": env.int("DATABASE_POOL_SIZE", default=16),
+        "timeout": 10,
+    }
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Messages a channel may hold before a send to it fails (the worker's channel takes bursts).
+CHANNEL_CAPACITY = env.int("CHANNEL_CAPACITY", default=2000)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # channels_redis blocks 5 s on BZPOPMIN; redis-py 8 also times reads out at 5 s by
-            # default, which turns every idle receive into an error.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # channels_redis blocks 5 s on BZPOPMIN; redis-py 8 also times reads
+                        # out at 5 s by default, which turns every idle receive into an error.
+                        "socket_timeout": 30,
+                        # redis-py 8's pool refuses the 101st concurrent command by default
+                        # (MaxConnectionsError); a burst of sockets joining groups needs more.
+                        "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=2000),
+                    }
+                ],
+                "capacity": CHANNEL_CAPACITY,
+            },
         }
     }
     CACHES = {
@@ -89,7 +118,12 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": CHANNEL_CAPACITY},
+        }
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
@@ -116,6 +150,29 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 TELEGRAM_SERVER = env.str("TELEGRAM_SERVER", default="")
 TELEGRAM_API_ID = env.int("TELEGRAM_API_ID", default=0)
 
+
+def rate_limits(value: str) -> dict[str, tuple[int, int] | None] | None:
+    """VERIFICATION["RATE_LIMITS"] from ``off`` or ``scope=count/seconds,...`` (``scope=off``).
+
+    Scopes left out keep the app's default; the app's system checks judge the scope names.
+    """
+    if value.strip().lower() == "off":
+        return None
+    limits: dict[str, tuple[int, int] | None] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        scope, _, limit = (text.strip() for text in item.partition("="))
+        count, _, seconds = limit.partition("/")
+        if limit.lower() == "off":
+            limits[scope] = None
+        elif scope and count.isdigit() and seconds.isdigit():
+            limits[scope] = (int(count), int(seconds))
+        else:
+            raise environ.ImproperlyConfigured(
+                f"VERIFICATION_RATE_LIMITS: {item!r} is not scope=count/seconds or scope=off."
+            )
+    return limits
+
+
 VERIFICATION = {
     "TELEGRAM_API_ID": TELEGRAM_API_ID,
     "TELEGRAM_API_HASH": env.str("TELEGRAM_API_HASH", default=""),
@@ -134,6 +191,11 @@ VERIFICATION = {
     "EMBEDDED_WORKER": env.bool("EMBEDDED_WORKER", default=not REDIS_URL),
     "REQUIRE_LOGIN": env.bool("VERIFICATION_REQUIRE_LOGIN", default=False),
     "LEASE_SECONDS": env.int("VERIFICATION_LEASE_SECONDS", default=30),
+    "RATE_LIMITS": rate_limits(
+        env.str("VERIFICATION_RATE_LIMITS", default="session=10/600,phone=5/3600,ip=30/3600")
+    ),
+    "MAX_ATTEMPTS": env.int("VERIFICATION_MAX_ATTEMPTS", default=5),
+    "EXPIRES_AFTER": env.int("VERIFICATION_EXPIRES_AFTER", default=600),
 }
 
 LOGGING = {

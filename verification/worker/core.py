@@ -118,8 +118,10 @@ class TelegramWorker:
         if handler is None:
             logger.warning("Unknown worker message %r", kind)
             return
-        # One request per verification at a time: a resend never overlaps a verify.
-        async with self.locks(message["verification"]):
+        # One request per browser session at a time: a resend never overlaps a verify, and
+        # the sends of a replaced and a replacing verification never overtake each other
+        # (a newer code for a number makes Telegram drop the older one).
+        async with self.locks(message.get("owner") or message["verification"]):
             try:
                 await handler(message)
             except Exception:

@@ -15,6 +15,7 @@ from typing import Any
 from channels.layers import BaseChannelLayer
 
 from .. import engine, services
+from ..crypto import is_undecryptable
 from ..db import db
 from ..errors import ErrorCode, VerificationError
 from ..frames import error_frame, frame
@@ -29,6 +30,9 @@ logger = logging.getLogger("verification.worker")
 Status = PhoneVerification.Status
 
 _TOO_LATE = GatewayError(ErrorCode.TELEGRAM_UNAVAILABLE, telegram_error="REQUEST_TIMEOUT")
+# The stored phone_code_hash cannot be decrypted (an encryption key was removed): the code it
+# names can never be checked again.
+_UNREADABLE_HASH = GatewayError(ErrorCode.PHONE_CODE_EXPIRED, telegram_error="HASH_UNDECRYPTABLE")
 
 
 class Handlers:
@@ -54,6 +58,10 @@ class Handlers:
 
     async def send(self, message: dict[str, Any]) -> None:
         account_id = message["account"]
+        current = await db(verification_get)(verification_id=message["verification"])
+        if current is None or current.status != Status.SENDING:
+            # Replaced or cancelled before its turn: no code goes out for it.
+            return
         try:
             if time.time() >= message["deadline"]:
                 raise _TOO_LATE
@@ -143,6 +151,8 @@ class Handlers:
         try:
             if time.time() >= message["deadline"]:
                 raise _TOO_LATE
+            if is_undecryptable(verification.phone_code_hash):
+                raise _UNREADABLE_HASH
             sent = await self.leases.call(
                 message["account"],
                 message["deadline"],
@@ -185,6 +195,8 @@ class Handlers:
             return
         error: GatewayError | None = None
         try:
+            if is_undecryptable(verification.phone_code_hash):
+                raise _UNREADABLE_HASH
             await self.leases.call(
                 message["account"],
                 message["deadline"],

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from django.utils import timezone
 
 from .. import services
+from ..crypto import is_undecryptable
 from ..db import db
 from ..errors import ErrorCode
 from ..gateway import GatewayError, TelegramGateway
@@ -139,6 +140,11 @@ class LeaseKeeper:
                 await self._close(account_id, "its lease was not renewed in time")
 
     async def _open(self, account: SenderAccount) -> None:
+        if is_undecryptable(account.session):
+            # Logged by the decryption itself with what to do; the session is kept as it is.
+            await self._release(account.pk, "SESSION_UNDECRYPTABLE")
+            self._opening.pop(account.pk, None)
+            return
         try:
             async with asyncio.timeout(min(self.open_timeout, self.remaining_lease(account.pk))):
                 await self.gateway.open(account.pk, account.session)
