@@ -437,7 +437,7 @@ def worker_site(tmp_path):
         "redis": redis_server,
         "start": start,
         "log": lambda label: (tmp_path / f"{label}.log").read_text(errors="replace"),
-        "sandbox": sandbox,
+        "logs": logs,
     }
     try:
         redis_server.start()
@@ -516,7 +516,11 @@ def test_a_worker_process_rides_out_a_redis_outage(worker_site):
             verified = await receive_until(ws, "verified")
             assert verified["verification"]["status"] == "verified"
 
-    asyncio.run(journey())
+    try:
+        asyncio.run(journey())
+    except BaseException:
+        print(worker_site["logs"]())
+        raise
     assert worker.poll() is None
     log = worker_site["log"]("worker")
     # The same worker served before and after the outage: it was not restarted.
