@@ -134,3 +134,20 @@ async def test_gzip_packed_requests_are_unpacked(sandbox, connect):
     body = bytes(GzipPacked(bytes(functions.help.GetNearestDcRequest())))
     await _send_raw(client, state._get_new_msg_id(), state._get_seq_no(True), body)
     await _wait_for(lambda: sandbox.stats.get("rpc:help.getNearestDc", 0) > before)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("content_related", [False, True], ids=["even", "odd"])
+async def test_lone_msgs_ack_is_accepted_with_either_seqno_parity(
+    sandbox, connect, content_related
+):
+    client = await connect()
+    await client(functions.PingRequest(ping_id=1))
+    state = client._sender._state
+    before = sandbox.stats.get("bad_msg_notification", 0)
+    for _ in range(3):
+        msg_id = state._get_new_msg_id()
+        body = bytes(types.MsgsAck(msg_ids=[msg_id - 4]))
+        await _send_raw(client, msg_id, state._get_seq_no(content_related), body)
+    assert (await client(functions.PingRequest(ping_id=2))).ping_id == 2
+    assert sandbox.stats.get("bad_msg_notification", 0) == before

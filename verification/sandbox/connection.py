@@ -38,14 +38,27 @@ CONTAINER_ID = 0x73F1F8DC
 MSGS_ACK_ID = types.MsgsAck.CONSTRUCTOR_ID
 # The spec says ping/pong "do not require acknowledgments", so a ping is not content-related
 # (Pyrogram sends it, and http_wait, with an even seq_no); Telethon sends them as odd
-# content-related messages all the same. Real servers take both, and so do we.
+# content-related messages all the same. An msgs_ack is not content-related either, yet some
+# clients send their lone acks with an odd seq_no. Telegram takes both parities for all of
+# these, and so do we; their seq_no is not checked against the session's order either.
 EITHER_PARITY_IDS = frozenset(
     {
         functions.PingRequest.CONSTRUCTOR_ID,
         functions.PingDelayDisconnectRequest.CONSTRUCTOR_ID,
         types.HttpWait.CONSTRUCTOR_ID,
+        MSGS_ACK_ID,
     }
 )
+# Why a bad_msg_notification was sent (spec: service_messages), for the log.
+BAD_MSG_REASONS = {
+    16: "msg_id too low (more than 300 s old)",
+    17: "msg_id too high (more than 30 s in the future)",
+    18: "msg_id not divisible by 4",
+    32: "seq_no lower than an earlier message's",
+    34: "even seq_no expected (not content-related)",
+    35: "odd seq_no expected (content-related)",
+    64: "invalid container",
+}
 RPC_RESULT_ID = 0xF35C6D01
 BOOL_TRUE = struct.pack("<I", 0x997275B5)
 BOOL_FALSE = struct.pack("<I", 0xBC799737)
@@ -279,6 +292,14 @@ class _Sender:
             salt
         ):
             self.server.stats["bad_server_salt"] += 1
+            # Clients start from salt 0, so that case is routine; any other salt is news.
+            logger.log(
+                logging.DEBUG if salt == 0 else logging.INFO,
+                "Sandbox: bad_server_salt for msg_id %d from %s: salt %d is not current",
+                msg_id,
+                self.connection.peer,
+                salt,
+            )
             bad = types.BadServerSalt(
                 bad_msg_id=msg_id,
                 bad_msg_seqno=seqno,
@@ -303,7 +324,7 @@ class _Sender:
                 self.acks.append(msg_id)
             self.flush()
             return
-        if msg_id > session.max_msg_id:
+        if msg_id > session.max_msg_id and constructor not in EITHER_PARITY_IDS:
             if session.max_msg_id and (
                 seqno < session.max_seqno or (seqno == session.max_seqno and seqno % 2 == 1)
             ):
@@ -331,6 +352,14 @@ class _Sender:
 
     def _bad_msg(self, msg_id: int, seqno: int, code: int) -> None:
         self.server.stats["bad_msg_notification"] += 1
+        logger.info(
+            "Sandbox: bad_msg_notification %d for msg_id %d seq_no %d from %s: %s",
+            code,
+            msg_id,
+            seqno,
+            self.connection.peer,
+            BAD_MSG_REASONS.get(code, "refused"),
+        )
         bad = types.BadMsgNotification(bad_msg_id=msg_id, bad_msg_seqno=seqno, error_code=code)
         self.outbox.append(Outgoing(bytes(bad), response=True))
 
@@ -377,6 +406,7 @@ class _Sender:
 
     def _service_or_call(self, msg_id: int, obj: object) -> None:
         after: list[int] = []
+        wrapped = False
         # Clients may wrap anything, even service requests (Telethon adds invokeWithoutUpdates).
         while isinstance(obj, TLRequest):
             if isinstance(obj, functions.InvokeWithLayerRequest):
@@ -387,13 +417,13 @@ class _Sender:
                 after.extend(obj.msg_ids)
             elif not isinstance(obj, WRAPPERS):
                 break
-            obj = obj.query
-        if not self._service(msg_id, obj) and isinstance(obj, TLRequest):
+            obj, wrapped = obj.query, True
+        if not self._service(msg_id, obj, wrapped) and isinstance(obj, TLRequest):
             self._call(msg_id, obj, after)
         elif not isinstance(obj, TLRequest):
             logger.debug("Sandbox: ignoring %s", type(obj).__name__)
 
-    def _service(self, msg_id: int, obj: object) -> bool:
+    def _service(self, msg_id: int, obj: object, wrapped: bool = False) -> bool:
         """Handle a service message (spec: service_messages); False for an API call."""
         server, connection = self.server, self.connection
         if isinstance(obj, types.MsgsAck):
@@ -427,9 +457,17 @@ class _Sender:
             return True
         if isinstance(obj, functions.DestroySessionRequest):
             existed = server.destroy_session(self.key_id, obj.session_id)
-            cls = types.DestroySessionOk if existed else types.DestroySessionNone
-            # As an rpc_result: Telethon's bare-message handler misses wrapped requests.
-            self._rpc_result(msg_id, bytes(cls(session_id=obj.session_id)))
+            answer = (types.DestroySessionOk if existed else types.DestroySessionNone)(
+                session_id=obj.session_id
+            )
+            if wrapped:
+                # Inside an invokeWith* wrapper it is an API call, answered as one; Telethon
+                # (which wraps everything in invokeWithoutUpdates when it takes no updates)
+                # would miss a bare answer to a wrapped request.
+                self._rpc_result(msg_id, bytes(answer))
+            else:
+                # Telegram answers a plain destroy_session with a bare destroy_session_ok/none.
+                self.outbox.append(Outgoing(bytes(answer)))
             return True
         if isinstance(obj, functions.DestroyAuthKeyRequest):
             server.store.forget(self.record)

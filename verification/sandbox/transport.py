@@ -101,18 +101,34 @@ class IntermediateTransport(Transport):
         if length > MAX_PACKET:
             raise TransportError(f"bad intermediate length {length}")
         payload = await reader.readexactly(length)
-        if self._padded and len(payload) % 4:
-            # MTProto payloads are 4-byte aligned, so anything beyond that is padding.
-            payload = payload[: len(payload) - len(payload) % 4]
+        if self._padded:
+            payload = strip_padding(payload)
         return Packet(payload, quick_ack)
 
     def frame(self, payload: bytes) -> bytes:
         if self._padded:
-            payload += os.urandom(int.from_bytes(os.urandom(1), "big") % 4)
+            # The spec allows 0-15 bytes, but Telethon strips only `len % 4` of them (it reads
+            # the rest as message data), so we send 0-3, which every client reads.
+            payload += os.urandom(os.urandom(1)[0] % 4)
         return struct.pack("<i", len(payload)) + payload
 
     def frame_quick_ack(self, token: int) -> bytes | None:
         return struct.pack("<I", token | 0x80000000)
+
+
+def strip_padding(payload: bytes) -> bytes:
+    """Drop the 0-15 random bytes padded intermediate may append to an MTProto message.
+
+    Padding is not marked, so the message's own layout says where it ends: an encrypted one is
+    ``auth_key_id`` (8) + ``msg_key`` (16) + whole AES blocks, a plain one carries its length.
+    """
+    if len(payload) < 20:
+        return payload
+    if payload[:8] == bytes(8):
+        (length,) = struct.unpack("<i", payload[16:20])
+        end = 20 + length
+        return payload[:end] if length >= 0 and end <= len(payload) else payload
+    return payload[: 24 + (len(payload) - 24) // 16 * 16]
 
 
 class AbridgedTransport(Transport):
