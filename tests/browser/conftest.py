@@ -88,6 +88,8 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
         "SANDBOX_RESEND_TIMEOUT": "3",
         "SANDBOX_STATE_FILE": str(tmp / "sandbox-state.json"),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Every test sends from 127.0.0.1: the per-IP limit would otherwise cap the suite's size.
+        "VERIFICATION_RATE_LIMITS": "session=10/600,phone=5/3600,ip=1000/3600",
         "PYTHONUNBUFFERED": "1",
     }
     log_path = tmp / "site.log"

@@ -115,11 +115,11 @@ def test_reload_resumes_and_a_second_tab_follows_live(
     first.reload()
     wait_for_step(first, "code")
     expect(first.locator("#code-description")).to_contain_text("+999 66 3 1234")
-    expect(first.locator("#code-phone")).to_have_text("+999 66 3 1234")
+    expect(first.locator("#step-code")).to_contain_text("+999 66 3 1234")
 
     second = new_page()  # same browser context: same Django session
     wait_for_step(second, "code")
-    expect(second.locator("#code-phone")).to_have_text("+999 66 3 1234")
+    expect(second.locator("#code-description")).to_contain_text("+999 66 3 1234")
 
     first.locator("#code-input").press_sequentially("33333")
     wait_for_step(first, "done")
@@ -209,7 +209,7 @@ def test_reconnects_and_resumes_after_the_connection_drops(
 
     wait_for_step(page, "code")  # reconnected with backoff; the server's state frame resumes
     expect(page.locator("#connection-message")).to_be_hidden()
-    expect(page.locator("#code-phone")).to_have_text("+999 66 8 1234")
+    expect(page.locator("#code-description")).to_contain_text("+999 66 8 1234")
     assert len(sockets) == 2
     page.locator("#code-input").press_sequentially("88888")
     wait_for_step(page, "done")

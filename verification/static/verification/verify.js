@@ -9,6 +9,11 @@ const FALLBACK_STRINGS = {
   sending: "Sending code…",
   send_code_wait: "Send code in {time}",
   retry_in: "Try again in {time}.",
+  rate_limited: "Too many codes were requested. You can ask for a new code in {time}.",
+  expires_soon: "The code expires in {time}.",
+  label_code: "Code",
+  label_word: "Word from the SMS",
+  label_phrase: "Phrase from the SMS",
   phone_required: "Enter your phone number, with its country code.",
   code_required: "Enter the code.",
   code_wrong_length: "The code has {length} characters.",
@@ -74,7 +79,9 @@ const CODE_ERRORS = new Set(["PHONE_CODE_EMPTY", "PHONE_CODE_INVALID", "PHONE_CO
 const RESEND_ERRORS = new Set(["RESEND_NOT_AVAILABLE", "SEND_CODE_UNAVAILABLE"]);
 // Countdown seconds read out to screen readers; every other second is only shown.
 const ANNOUNCE_AT = new Set([60, 30, 10]);
-const PREFILL_STATUSES = new Set(["sending", "expired", "failed"]);
+const EXPIRY_WARN_AT = new Set([60, 15]);
+// Statuses whose number is shown again in the phone field (cancel and "change number" alike).
+const PREFILL_STATUSES = new Set(["sending", "expired", "failed", "cancelled"]);
 const FIRST_CONNECT_TRIES = 3;
 const MAX_BACKOFF_SECONDS = 15;
 
@@ -94,7 +101,7 @@ const el = {
   phoneInput: $("phone-input"),
   phoneError: $("phone-error"),
   sendCode: $("send-code"),
-  codePhone: $("code-phone"),
+  codeLabel: $("code-label"),
   changeNumber: $("change-number"),
   codeDescription: $("code-description"),
   fragmentRow: $("fragment-row"),
@@ -115,6 +122,7 @@ const el = {
 };
 
 const strings = loadStrings();
+const pageTitle = document.title;
 
 function loadStrings() {
   const merged = { ...FALLBACK_STRINGS };
@@ -194,13 +202,15 @@ const state = {
   lastAction: null,
   resendDeadline: null,
   expiresDeadline: null,
-  sendBlockedUntil: null,
+  sendBlocked: null, // {phone (digits), until}: a wait applies to the number it was asked for
+  lastSentPhone: "",
   verifyBlockedUntil: null,
   resendUnavailableId: null,
   codeExpiredId: null,
   codeKey: null, // which code the input is configured for
   lastSubmittedCode: null,
   lastAnnouncedSecond: null,
+  lastExpiryWarning: null,
   resendWasShown: false,
   errors: new Map(), // element -> {message, extra, until}
 };
@@ -240,11 +250,22 @@ function acceptSnapshot(v) {
 // Messages and announcements
 
 // Clearing a live region first makes a repeated message be read again.
+const speaking = new Map();
+
 function speak(region, text) {
+  silence(region);
+  speaking.set(
+    region,
+    setTimeout(() => {
+      region.textContent = text;
+    }, 60),
+  );
+}
+
+// Empties a live region (and drops a message about to be spoken), so nothing stale is read later.
+function silence(region) {
+  clearTimeout(speaking.get(region));
   region.textContent = "";
-  setTimeout(() => {
-    region.textContent = text;
-  }, 60);
 }
 
 const announce = (text) => speak(el.announcer, text);
@@ -256,28 +277,31 @@ function inputFor(errorEl) {
   return null;
 }
 
-function showError(errorEl, message, { retryAfter = null, extra = "" } = {}) {
-  state.errors.set(errorEl, {
-    message,
-    extra,
-    until: retryAfter ? deadlineIn(retryAfter) : null,
-  });
+// `message` may hold `{time}`: the wait left, counted down in place (no second "try again").
+function showError(errorEl, message, { retryAfter = null, extra = "", phone = null } = {}) {
+  const error = { message, extra, phone, until: retryAfter ? deadlineIn(retryAfter) : null };
+  state.errors.set(errorEl, error);
   paintError(errorEl);
   const input = inputFor(errorEl);
   if (input) input.setAttribute("aria-invalid", "true");
-  alertNow([message, extra].filter(Boolean).join(" "));
+  alertNow([errorText(error), extra].filter(Boolean).join(" "));
+}
+
+function errorText(error) {
+  const left = error.until == null ? 0 : secondsLeft(error.until);
+  if (error.message.includes("{time}")) return format(error.message, { time: clock(left) });
+  return left > 0 ? `${error.message} ${t("retry_in", { time: clock(left) })}` : error.message;
 }
 
 function paintError(errorEl) {
   const error = state.errors.get(errorEl);
   if (!error) return;
-  let text = error.message;
-  if (error.until != null) {
-    const left = secondsLeft(error.until);
-    if (left > 0) text += ` ${t("retry_in", { time: clock(left) })}`;
+  if (error.until != null && error.message.includes("{time}") && !secondsLeft(error.until)) {
+    clearError(errorEl); // the wait is over: nothing left to say
+    return;
   }
   // The message (with its countdown) and the attempts left, each on its own line.
-  const lines = [text, error.extra].filter(Boolean);
+  const lines = [errorText(error), error.extra].filter(Boolean);
   const painted = Array.from(errorEl.children, (line) => line.textContent);
   if (painted.join("\n") !== lines.join("\n")) {
     errorEl.replaceChildren(
@@ -306,6 +330,7 @@ function clearErrors() {
   for (const errorEl of [el.phoneError, el.codeError, el.resendError, el.status]) {
     clearError(errorEl);
   }
+  silence(el.alert);
 }
 
 function showStatus(text, { announceIt = true } = {}) {
@@ -319,7 +344,11 @@ function showStatus(text, { announceIt = true } = {}) {
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
-function render({ focus = true } = {}) {
+// `focus`: move focus to the new step when the step changes (the visitor's own action). Otherwise
+// focus only moves when it was in the card and its element disappeared: to `rescue[step]`, else to
+// the step's heading, never to a field where the next keystroke would overwrite something.
+function render({ focus = true, rescue = {} } = {}) {
+  const focusWasInCard = el.card.contains(document.activeElement);
   const v = visibleSnapshot();
   const step = stepFor(v);
   const changed = step !== state.step;
@@ -327,6 +356,7 @@ function render({ focus = true } = {}) {
   root.dataset.verificationState = step;
   el.card.removeAttribute("aria-busy");
   for (const [name, section] of Object.entries(el.steps)) section.hidden = name !== step;
+  document.title = step === "number" ? pageTitle : `${el.titles[step].textContent} – ${pageTitle}`;
 
   if (step === "number") renderNumber(v, changed);
   else if (step === "code") renderCode(v);
@@ -334,6 +364,12 @@ function render({ focus = true } = {}) {
 
   tick();
   if (changed && focus) focusStep(step);
+  else if (focusWasInCard && focusLost()) (rescue[step] ?? el.titles[step]).focus();
+}
+
+function focusLost() {
+  const active = document.activeElement;
+  return !active || active === document.body || active.offsetParent === null;
 }
 
 function focusStep(step) {
@@ -395,7 +431,6 @@ function codeShape(v) {
 
 function renderCode(v) {
   const shape = codeShape(v);
-  el.codePhone.textContent = v.phone_number;
   const [template, params] = codeDescription(v);
   fillEmphasised(el.codeDescription, template, params);
 
@@ -414,7 +449,8 @@ function renderCode(v) {
   el.codeInput.readOnly = state.verifyPending;
   el.codeForm.setAttribute("aria-busy", state.verifyPending ? "true" : "false");
   el.sendNewCode.hidden = !expired;
-  el.verifyCode.hidden = shape.autoSubmit || expired;
+  // Auto-submit stays, but a visible button lets the visitor send what they typed on their own.
+  el.verifyCode.hidden = expired;
   el.verifyCode.classList.toggle("is-busy", state.verifyPending);
 }
 
@@ -439,8 +475,25 @@ function configureCodeInput(v, shape) {
   }
   const prefix = v.code && v.code.type === "missed_call" ? v.code.prefix : null;
   el.codePrefix.hidden = !prefix;
-  el.codePrefix.textContent = prefix || "";
+  el.codePrefix.textContent = prefix ? groupLike(prefix, v.phone_number) : "";
+  const words = { sms_word: "label_word", sms_phrase: "label_phrase" };
+  el.codeLabel.textContent = t(words[shape.type] ?? "label_code");
+  input.classList.toggle("is-text", !shape.digits);
   clearError(el.codeError);
+}
+
+// Groups the digits of `prefix` (a caller's number) the way `sample` (the visitor's number, in
+// international format) is grouped: callers are usually in the visitor's country.
+function groupLike(prefix, sample) {
+  const digits = prefix.replace(/\D/g, "");
+  let out = prefix.startsWith("+") ? "+" : "";
+  let used = 0;
+  for (const char of sample.replace(/^\+/, "")) {
+    if (used === digits.length) break;
+    if (/\d/.test(char)) out += digits[used++];
+    else if (used > 0 && !out.endsWith(" ")) out += " ";
+  }
+  return (out + digits.slice(used)).trim();
 }
 
 function renderDone(v) {
@@ -459,14 +512,22 @@ function countdownText(nextType, seconds) {
   return t(key, { time: clock(seconds) });
 }
 
+const digitsOf = (text) => String(text ?? "").replace(/\D/g, "");
+
+// Seconds before a code can be sent to `phone`; a wait with no number applies to every number.
+function sendWaitFor(phone) {
+  const blocked = state.sendBlocked;
+  if (!blocked) return 0;
+  const left = secondsLeft(blocked.until);
+  if (!left) state.sendBlocked = null;
+  return !blocked.phone || blocked.phone === digitsOf(phone) ? left : 0;
+}
+
 function tick() {
   const v = visibleSnapshot();
-  const nowMs = now();
 
   // Send button: disabled while Telegram or our limits ask us to wait.
-  const sendWait =
-    state.sendBlockedUntil && state.sendBlockedUntil > nowMs ? secondsLeft(state.sendBlockedUntil) : 0;
-  if (!sendWait) state.sendBlockedUntil = null;
+  const sendWait = sendWaitFor(el.phoneInput.value);
   const sending = state.sendPending || (v && v.status === "sending" && !v.code);
   // After a code was sent and then lost (expired, too many tries), the next one is "a new code".
   const hadCode = v && v.code && ["expired", "failed"].includes(v.status);
@@ -483,8 +544,14 @@ function tick() {
 
 function tickCode(v) {
   const nextType = v.next_type;
+  const expiresLeft = secondsLeft(state.expiresDeadline);
+  // Do not offer a delivery that could only come after this code has expired.
+  const outlasts =
+    state.expiresDeadline != null &&
+    state.resendDeadline != null &&
+    state.resendDeadline >= state.expiresDeadline;
   const resendHidden =
-    !nextType || state.resendUnavailableId === v.id || state.codeExpiredId === v.id;
+    !nextType || outlasts || state.resendUnavailableId === v.id || state.codeExpiredId === v.id;
   if (resendHidden) {
     setText(el.countdown, "");
     el.resend.hidden = true;
@@ -516,8 +583,11 @@ function tickCode(v) {
     }
   }
 
-  const expiresLeft = secondsLeft(state.expiresDeadline);
   setText(el.expires, expiresLeft > 0 ? t("expires", { time: clock(expiresLeft) }) : "");
+  if (EXPIRY_WARN_AT.has(expiresLeft) && state.lastExpiryWarning !== expiresLeft) {
+    state.lastExpiryWarning = expiresLeft;
+    announce(t("expires_soon", { time: clock(expiresLeft) }));
+  }
 
   const verifyWait = secondsLeft(state.verifyBlockedUntil);
   if (!verifyWait) state.verifyBlockedUntil = null;
@@ -595,8 +665,10 @@ function onFrame(frame) {
       state.resendPending = false;
       if (!dismissed && previousStatus !== frame.verification?.status) {
         clearErrors();
-        if (frame.type === "cancelled") el.phoneInput.value = "";
-        render();
+        // Neither takes a visitor who is typing by surprise: focus moves only if it was lost
+        // with the code step, to the phone field after their own Cancel, else to the heading.
+        const ownCancel = frame.type === "cancelled" && state.lastAction === "cancel";
+        render({ focus: false, rescue: ownCancel ? { number: el.phoneInput } : {} });
         showStatus(t(frame.type === "cancelled" ? "status_cancelled" : "status_expired"));
       } else {
         render();
@@ -631,9 +703,12 @@ function errorTarget(code) {
 
 function onError(frame, hasSnapshot) {
   const code = String(frame.code || "INTERNAL");
-  const message = frame.message || t("error_fallback");
   const retryAfter = Number(frame.retry_after) > 0 ? Number(frame.retry_after) : null;
   const action = state.lastAction;
+  // Our own send limits: say what was limited (codes, not "attempts") and when, in one sentence.
+  const limitedSend = code === "RATE_LIMITED" && retryAfter && action !== "verify";
+  const message = limitedSend ? t("rate_limited") : frame.message || t("error_fallback");
+  const phone = action === "send_code" ? digitsOf(state.lastSentPhone) : null;
   if (hasSnapshot) acceptSnapshot(frame.verification);
   const target = errorTarget(code);
   state.sendPending = false;
@@ -652,17 +727,19 @@ function onError(frame, hasSnapshot) {
   if ((code === "FLOOD_WAIT" || code === "RATE_LIMITED") && retryAfter) {
     if (action === "verify") state.verifyBlockedUntil = deadlineIn(retryAfter);
     else if (action === "resend") state.resendDeadline = deadlineIn(retryAfter);
-    else if (target === "phone" || target === "status") state.sendBlockedUntil = deadlineIn(retryAfter);
+    else if (target === "phone" || target === "status") {
+      state.sendBlocked = { phone, until: deadlineIn(retryAfter) };
+    }
   }
   if (code === "NO_ACTIVE_VERIFICATION") send({ type: "state" }, { quiet: true });
 
-  render({ focus: false });
+  render({ focus: false, rescue: { number: el.phoneInput } });
 
   // Show the error next to its cause when that is on screen, else at the top of the card.
   const onScreen = { phone: "number", code: "code", resend: "code" };
   switch (onScreen[target] === state.step ? target : "status") {
     case "phone":
-      showError(el.phoneError, message, { retryAfter });
+      showError(el.phoneError, message, { retryAfter, phone });
       if (state.step === "number") {
         el.phoneInput.focus();
         el.phoneInput.select();
@@ -701,7 +778,12 @@ function onError(frame, hasSnapshot) {
 
 function send(message, { quiet = false } = {}) {
   if (!socket || socket.readyState !== WebSocket.OPEN) {
-    if (!quiet) showConnection(t("not_connected"), { announceIt: true });
+    if (!quiet) {
+      // Shown beside what the visitor tried to send; what they typed stays for when we are back.
+      const errorEl = state.step === "code" ? el.codeError : el.phoneError;
+      showError(errorEl, t("not_connected"));
+      state.errors.get(errorEl).offline = true;
+    }
     return false;
   }
   socket.send(JSON.stringify(message));
@@ -717,7 +799,8 @@ function sendCode(phone) {
     el.phoneInput.focus();
     return;
   }
-  if (state.sendBlockedUntil && secondsLeft(state.sendBlockedUntil) > 0) return;
+  if (sendWaitFor(phone)) return;
+  state.lastSentPhone = phone;
   if (send({ type: "send_code", phone_number: phone })) {
     state.sendPending = true;
     render({ focus: false });
@@ -730,9 +813,11 @@ el.numberForm.addEventListener("submit", (event) => {
 });
 
 el.phoneInput.addEventListener("input", () => {
-  if (state.errors.has(el.phoneError) && !state.errors.get(el.phoneError).until) {
-    clearError(el.phoneError);
-  }
+  const error = state.errors.get(el.phoneError);
+  // A wait for one number says nothing about another one.
+  const otherNumber = error?.phone != null && error.phone !== digitsOf(el.phoneInput.value);
+  if (error && (!error.until || otherNumber)) clearError(el.phoneError);
+  tick();
 });
 
 function normalisedCode() {
@@ -897,6 +982,7 @@ function connect() {
     root.dataset.connection = "open";
     el.connection.classList.remove("is-error");
     showConnection("");
+    for (const [errorEl, error] of state.errors) if (error.offline) clearError(errorEl);
     // The server greets every socket with `state`; if that frame is lost, ask for it.
     const opened = socket;
     setTimeout(() => {
