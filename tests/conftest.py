@@ -1,8 +1,17 @@
+"""Fixtures and helpers shared by the suite; the app's own test kit comes in as a plugin."""
+
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import socket
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
@@ -14,8 +23,12 @@ from django.core.cache import cache
 from verification import runtime
 from verification.gateway.fake import FakeGateway
 from verification.models import SenderAccount
-from verification.testing import VerificationTab
 
+pytest_plugins = ["verification.testing"]
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES = "postgres://postgres@127.0.0.1:5432"
+REDIS = "redis://127.0.0.1:6379"
 FAKE_CONFIG = {
     "GATEWAY": "verification.gateway.fake.FakeGateway",
     "EMBEDDED_WORKER": True,
@@ -58,10 +71,6 @@ def make_sender() -> Callable[..., SenderAccount]:
     return make
 
 
-# The test kit's tab, shipped for host projects, is the one the suite uses.
-Tab = VerificationTab
-
-
 @pytest_asyncio.fixture
 async def browser_session() -> Callable[..., Any]:
     """A factory of Django sessions (what loading the page gives a browser)."""
@@ -76,10 +85,14 @@ async def browser_session() -> Callable[..., Any]:
 
 @pytest_asyncio.fixture
 async def open_tab(stop_runtime: None) -> AsyncIterator[Callable[..., Any]]:
-    tabs: list[Tab] = []
+    # The test kit's tab, shipped for host projects, is the one the suite uses. Imported here:
+    # importing the plugin before pytest loads it would skip its assertion rewriting.
+    from verification.testing import VerificationTab
 
-    async def open_(session_key: str) -> tuple[Tab, dict[str, Any]]:
-        tab = Tab(session_key)
+    tabs: list[VerificationTab] = []
+
+    async def open_(session_key: str) -> tuple[VerificationTab, dict[str, Any]]:
+        tab = VerificationTab(session_key)
         tabs.append(tab)
         first = await tab.connect()
         return tab, first
@@ -87,3 +100,102 @@ async def open_tab(stop_runtime: None) -> AsyncIterator[Callable[..., Any]]:
     yield open_
     for tab in tabs:
         await tab.close()
+
+
+# Services and processes --------------------------------------------------------------------------
+
+
+def service_missing(reason: str) -> None:
+    """Skip a test whose service (PostgreSQL, Redis) is missing; under CI it is required."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (required under CI=true)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> str:
+    """The URL of a PostgreSQL server the test may create databases on."""
+    try:
+        with psycopg.connect(f"{POSTGRES}/postgres", connect_timeout=2):
+            return POSTGRES
+    except psycopg.OperationalError as exc:
+        service_missing(f"PostgreSQL is not reachable at {POSTGRES}: {exc}")
+        raise
+
+
+@pytest.fixture(scope="session")
+def redis() -> str:
+    """The URL of a running Redis server (without a database number)."""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            if sock.recv(16).startswith(b"+PONG"):
+                return REDIS
+    except OSError:
+        pass
+    service_missing(f"Redis is not reachable at {REDIS}")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def redis_server_command() -> str:
+    """The path of ``redis-server``, for tests that run (and stop) a Redis of their own."""
+    command = shutil.which("redis-server")
+    if command is None:
+        service_missing("redis-server is not installed")
+    return str(command)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "it") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """``free_port()``: a TCP port on 127.0.0.1 nothing listens on."""
+    return _free_port
+
+
+@pytest.fixture(scope="session")
+def wait_until() -> Callable[..., Any]:
+    """``wait_until(predicate, timeout=20, what=...)``: ``predicate()``'s first truthy value,
+    polled every 0.1 s; fails with ``what`` when the time is up."""
+    return _wait_until
+
+
+def _site_variables() -> set[str]:
+    example = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", example, flags=re.MULTILINE))
+
+
+@pytest.fixture(scope="session")
+def site_environment() -> Callable[..., dict[str, str]]:
+    """``site_environment(**variables)``: the environment of a passportsite process a test
+    starts. The developer's site variables (and ``.env``) are left out, so only ``variables``
+    and the site's defaults apply."""
+    site_variables = _site_variables()
+
+    def make(**variables: str) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if k not in site_variables}
+        return {
+            **inherited,
+            "DJANGO_SETTINGS_MODULE": "passportsite.settings",
+            "ENV_FILE": os.devnull,
+            "DEBUG": "1",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "PYTHONUNBUFFERED": "1",
+            **variables,
+        }
+
+    return make

@@ -278,10 +278,10 @@ async def test_other_sessions_see_nothing(ready, open_tab, browser_session):
 
 
 async def test_error_messages_are_translated(ready, open_tab, browser_session):
-    from tests.conftest import Tab
+    from verification.testing import VerificationTab
 
     session = await browser_session()
-    tab = Tab(session)
+    tab = VerificationTab(session)
     tab.communicator.scope["headers"].append((b"accept-language", b"ru"))
     await tab.connect()
     try:

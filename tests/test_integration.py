@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import pytest
-import pytest_asyncio
-from channels.db import database_sync_to_async
 
-from verification import services
 from verification.errors import ErrorCode
-from verification.gateway import GatewayError
-from verification.gateway.telethon_gateway import TelethonGateway
+from verification.gateway import GatewayError, gateway_from_settings
 from verification.models import PhoneVerification
 from verification.sandbox import SandboxThread
 
@@ -21,46 +16,18 @@ pytestmark = [
     pytest.mark.integration,
 ]
 
-_sender_numbers = itertools.count(1)
 
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
-    with SandboxThread(resend_timeout=1, code_lifetime=60) as server:
-        key = tmp_path_factory.mktemp("sandbox") / "sandbox.pem"
-        key.write_text(server.public_key_pem)
-        server.key_file = str(key)
-        yield server
-
-
-@pytest.fixture
-def telethon_settings(settings, sandbox):
+@pytest.fixture(autouse=True)
+def telethon_settings(sandbox_settings, settings):
+    """The embedded worker on the real Telethon gateway, pointed at the plugin's sandbox."""
     settings.VERIFICATION = {
         **settings.VERIFICATION,
         "GATEWAY": "verification.gateway.telethon_gateway.TelethonGateway",
         "EMBEDDED_WORKER": True,
-        "EMBEDDED_SANDBOX": False,
-        "TELEGRAM_SERVER": sandbox.address,
-        "TELEGRAM_SERVER_PUBLIC_KEY": sandbox.key_file,
-        "TELEGRAM_API_ID": 1,
-        "TELEGRAM_API_HASH": "sandbox",
         "ALLOW_TEST_NUMBERS": None,
         "REQUEST_TIMEOUT": 10,
     }
     return settings
-
-
-@pytest_asyncio.fixture
-async def sender(telethon_settings, sandbox):
-    """A sender account signed in to the sandbox through the real gateway."""
-    phone = f"+99966150{next(_sender_numbers):02d}"
-    gateway = TelethonGateway()
-    try:
-        await gateway.login_send_code("test", phone)
-        result = await gateway.login_sign_in("test", sandbox.last_code(phone))
-    finally:
-        await gateway.close_all()
-    return await database_sync_to_async(services.sender_account_save)(result=result)
 
 
 async def send(open_tab, browser_session, phone):
@@ -70,7 +37,7 @@ async def send(open_tab, browser_session, phone):
     return tab
 
 
-async def test_send_resend_verify(sender, open_tab, browser_session, sandbox):
+async def test_send_resend_verify(sandbox_sender, open_tab, browser_session, telegram_sandbox):
     tab = await send(open_tab, browser_session, "+999 66 2 1234")
     sent = await tab.receive_until("code_sent")
     assert sent["verification"]["code"] == {"type": "sms", "length": 5}
@@ -84,26 +51,30 @@ async def test_send_resend_verify(sender, open_tab, browser_session, sandbox):
     wrong = await tab.receive_until("error")
     assert wrong["code"] == "PHONE_CODE_INVALID"
     assert wrong["verification"]["attempts_left"] == 4
-    await tab.send(type="verify", code=sandbox.last_code("+9996621234"))
+    await tab.send(type="verify", code=telegram_sandbox.last_code("+9996621234"))
     verified = await tab.receive_until("verified")
     assert verified["verification"]["status"] == "verified"
 
 
-async def test_send_cancel_makes_the_code_useless(sender, open_tab, browser_session, sandbox):
+async def test_send_cancel_makes_the_code_useless(
+    sandbox_sender, open_tab, browser_session, telegram_sandbox
+):
     tab = await send(open_tab, browser_session, "+9996631234")
     sent = await tab.receive_until("code_sent")
     await tab.send(type="cancel")
     await tab.receive_until("cancelled")
     row = await PhoneVerification.objects.aget(pk=sent["verification"]["id"])
     # The worker called auth.cancelCode: the sandbox now refuses that hash.
-    gateway = TelethonGateway()
-    await gateway.open(sender.pk, sender.session)
+    gateway = gateway_from_settings()
+    await gateway.open(sandbox_sender.pk, sandbox_sender.session)
     try:
         # Even the right code is refused once the worker has called auth.cancelCode (it does
         # so right after pushing `cancelled`; one try, so a success cannot hide behind a retry).
         await asyncio.sleep(0.5)
         with pytest.raises(GatewayError) as refused:
-            await gateway.verify_phone(sender.pk, row.phone_number, row.phone_code_hash, "33333")
+            await gateway.verify_phone(
+                sandbox_sender.pk, row.phone_number, row.phone_code_hash, "33333"
+            )
         assert refused.value.code is ErrorCode.PHONE_CODE_EXPIRED
     finally:
         await gateway.close_all()
@@ -117,7 +88,7 @@ async def test_send_cancel_makes_the_code_useless(sender, open_tab, browser_sess
         ("+9996619003", "PHONE_NUMBER_BANNED", None),
     ],
 )
-async def test_send_scenarios(sender, open_tab, browser_session, phone, error, retry_after):
+async def test_send_scenarios(sandbox_sender, open_tab, browser_session, phone, error, retry_after):
     tab = await send(open_tab, browser_session, phone)
     frame = await tab.receive_until("error")
     assert frame["code"] == error
@@ -136,7 +107,7 @@ async def test_send_scenarios(sender, open_tab, browser_session, phone, error, r
     ],
 )
 async def test_code_type_scenarios(
-    sender, open_tab, browser_session, sandbox, phone, code, expected, code_to_type
+    sandbox_sender, open_tab, browser_session, telegram_sandbox, phone, code, expected, code_to_type
 ):
     tab = await send(open_tab, browser_session, phone)
     sent = await tab.receive_until("code_sent")
@@ -153,7 +124,7 @@ async def test_code_type_scenarios(
         assert snapshot["code"]["url"].startswith("https://fragment.com")
     if phone.endswith("9007"):
         assert snapshot["code"]["type"] == "sms_word"
-        word = sandbox.last_code(phone)
+        word = telegram_sandbox.last_code(phone)
         assert snapshot["code"]["beginning"] == word[0]
         code_to_type = word
     if phone.endswith("9008"):
@@ -164,25 +135,27 @@ async def test_code_type_scenarios(
     await tab.receive_until("verified")
 
 
-async def test_sandbox_drop_is_survived(sender, open_tab, browser_session, sandbox):
+async def test_sandbox_drop_is_survived(
+    sandbox_sender, open_tab, browser_session, telegram_sandbox
+):
     tab = await send(open_tab, browser_session, "+9996641234")
     await tab.receive_until("code_sent")
-    sandbox.drop_connections()
+    telegram_sandbox.drop_connections()
     await tab.send(type="verify", code="44444")
     verified = await tab.receive_until("verified", wait=20)
     assert verified["verification"]["status"] == "verified"
 
 
 async def test_injected_telegram_error_reaches_the_visitor(
-    sender, open_tab, browser_session, sandbox
+    sandbox_sender, open_tab, browser_session, telegram_sandbox
 ):
-    sandbox.inject_error("account.sendVerifyPhoneCode", "PHONE_NUMBER_FLOOD", code=400)
+    telegram_sandbox.inject_error("account.sendVerifyPhoneCode", "PHONE_NUMBER_FLOOD", code=400)
     tab = await send(open_tab, browser_session, "+9996651234")
     error = await tab.receive_until("error")
     assert error["code"] == "PHONE_NUMBER_FLOOD"
 
 
-def test_telegram_login_command_with_a_password(telethon_settings, sandbox, monkeypatch):
+def test_telegram_login_command_with_a_password(monkeypatch):
     """`manage.py telegram_login`: phone → code → 2FA password, against the sandbox."""
     from io import StringIO
 
@@ -221,7 +194,7 @@ async def test_gateway_reconnects_when_the_server_comes_back(settings, tmp_path)
         "TELEGRAM_SERVER_PUBLIC_KEY": str(key),
         "EMBEDDED_SANDBOX": False,
     }
-    gateway = TelethonGateway()
+    gateway = gateway_from_settings()
     second = None
     try:
         await gateway.login_send_code("login", "+9996619999")

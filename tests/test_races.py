@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,31 +25,16 @@ import websockets
 from verification.sandbox import SandboxThread
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES = "postgres://postgres@127.0.0.1:5432"
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def postgres_available() -> bool:
-    try:
-        with psycopg.connect(f"{POSTGRES}/postgres", connect_timeout=2):
-            return True
-    except psycopg.OperationalError:
-        return False
 
 
 class Server:
     """daphne serving passportsite on one database, with its embedded Telegram worker."""
 
-    def __init__(self, env: dict[str, str], log: Path, sql: str) -> None:
+    def __init__(self, env: dict[str, str], log: Path, sql: str, port: int) -> None:
         self.env, self.log_path, self.sql = env, log, sql
-        self.port = free_port()
+        self.port = port
         self.process: subprocess.Popen[bytes] | None = None
 
     def manage(self, *args: str, stdin: str = "") -> None:
@@ -109,43 +92,32 @@ class Server:
             return connection.execute(query).fetchall()
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxThread]:
-    thread = SandboxThread(resend_timeout=1, code_lifetime=120).start()
-    yield thread
-    thread.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
-def server(request, sandbox: SandboxThread, tmp_path: Path) -> Iterator[Server]:
+def server(
+    request, telegram_sandbox: SandboxThread, tmp_path: Path, site_environment, free_port
+) -> Iterator[Server]:
     name = f"passportsite_race_{secrets.token_hex(4)}"
-    if request.param == "postgres":
-        if not postgres_available():
-            pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as connection:
+    postgres = request.getfixturevalue("postgres") if request.param == "postgres" else ""
+    if postgres:
+        with psycopg.connect(f"{postgres}/postgres", autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
-        url = sql = f"{POSTGRES}/{name}"
+        url = sql = f"{postgres}/{name}"
     else:
         sql = str(tmp_path / "race.sqlite3")
         url = f"sqlite:///{sql}"
     key = tmp_path / "sandbox.pem"
-    key.write_text(sandbox.public_key_pem)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "REDIS_URL": "",
-        "TELEGRAM_SERVER": sandbox.address,
-        "TELEGRAM_SERVER_PUBLIC_KEY": str(key),
-        "TELEGRAM_API_ID": "1",
-        "TELEGRAM_API_HASH": "sandbox",
-        "EMBEDDED_SANDBOX": "0",
-        "EMBEDDED_WORKER": "1",
-        "VERIFICATION_RATE_LIMITS": "off",
-        "DEBUG": "1",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    server = Server(env, tmp_path / "daphne.log", sql)
+    key.write_text(telegram_sandbox.public_key_pem)
+    env = site_environment(
+        DATABASE_URL=url,
+        TELEGRAM_SERVER=telegram_sandbox.address,
+        TELEGRAM_SERVER_PUBLIC_KEY=str(key),
+        TELEGRAM_API_ID="1",
+        TELEGRAM_API_HASH="sandbox",
+        EMBEDDED_SANDBOX="0",
+        EMBEDDED_WORKER="1",
+        VERIFICATION_RATE_LIMITS="off",
+    )
+    server = Server(env, tmp_path / "daphne.log", sql, free_port())
     try:
         server.manage("migrate", "--noinput")
         phone = f"+99966170{secrets.randbelow(100):02d}"
@@ -157,8 +129,8 @@ def server(request, sandbox: SandboxThread, tmp_path: Path) -> Iterator[Server]:
         raise
     finally:
         server.stop()
-        if request.param == "postgres":
-            with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as connection:
+        if postgres:
+            with psycopg.connect(f"{postgres}/postgres", autocommit=True) as connection:
                 connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -218,7 +190,7 @@ def test_two_tabs_sending_at_once_leave_one_active_verification(server: Server) 
         raise
 
 
-def test_resend_racing_verify_from_three_tabs(server: Server, sandbox: SandboxThread) -> None:
+def test_resend_racing_verify_from_three_tabs(server: Server) -> None:
     """One tab resends while two tabs submit the right code, at once, twelve times: every
     verification ends verified (the resend never swaps the hash under a verify)."""
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +28,6 @@ from verification import engine, runtime, services
 from verification.gateway.fake import FakeGateway
 from verification.models import PhoneVerification
 from verification.sandbox import SandboxThread
-from verification.testing import (  # noqa: F401 - fixtures, as the plugin provides them
-    sandbox_sender,
-    sandbox_settings,
-    telegram_sandbox,
-)
 from verification.worker import core
 from verification.worker.core import TelegramWorker
 from verification.worker.handlers import Handlers
@@ -320,40 +313,21 @@ async def test_the_worker_keeps_receiving_after_channel_layer_errors(
     assert [record.levelno for record in retries] == [logging.WARNING] * 3
 
 
-POSTGRES = "postgres://postgres@127.0.0.1:5432"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate, *, timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 class RedisServer:
     """A throwaway redis-server on its own port, which the test can stop and start again."""
 
-    def __init__(self, port: int, log: Path) -> None:
-        self.port = port
-        self.log = log
+    def __init__(self, command: str, port: int, log: Path, wait_until: Callable[..., Any]) -> None:
+        self.command, self.port, self.log, self.wait_until = command, port, log, wait_until
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+            [self.command, "--port", str(self.port), "--bind", "127.0.0.1"]
             + ["--save", "", "--appendonly", "no"],
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
         )
-        wait_until(self.answers, timeout=10, what="redis-server")
+        self.wait_until(self.answers, timeout=10, what="redis-server")
 
     def answers(self) -> bool:
         try:
@@ -370,43 +344,29 @@ class RedisServer:
         self.process = None
 
 
-def postgres_missing() -> str:
-    try:
-        with psycopg.connect(f"{POSTGRES}/postgres", connect_timeout=2):
-            return ""
-    except Exception as exc:
-        return f"PostgreSQL is not reachable at {POSTGRES}: {exc}"
-
-
 @pytest.fixture
-def worker_site(tmp_path):
+def worker_site(tmp_path, postgres, redis_server_command, site_environment, free_port, wait_until):
     """PostgreSQL, a redis-server of our own, the sandbox, and a signed-in sender account."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    if reason := postgres_missing():
-        pytest.skip(reason)
     name = f"passportsite_outage_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as connection:
+    with psycopg.connect(f"{postgres}/postgres", autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
-    redis_server = RedisServer(free_port(), tmp_path / "redis.log")
+    redis_server = RedisServer(
+        redis_server_command, free_port(), tmp_path / "redis.log", wait_until
+    )
     sandbox = SandboxThread(resend_timeout=1, code_lifetime=120).start()
     key = tmp_path / "sandbox.pem"
     key.write_text(sandbox.public_key_pem)
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"{POSTGRES}/{name}",
-        "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
-        "TELEGRAM_SERVER": sandbox.address,
-        "TELEGRAM_SERVER_PUBLIC_KEY": str(key),
-        "TELEGRAM_API_ID": "1",
-        "TELEGRAM_API_HASH": "sandbox",
-        "EMBEDDED_SANDBOX": "0",
-        "EMBEDDED_WORKER": "0",
-        "VERIFICATION_LEASE_SECONDS": "6",
-        "DEBUG": "1",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = site_environment(
+        DATABASE_URL=f"{postgres}/{name}",
+        REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/0",
+        TELEGRAM_SERVER=sandbox.address,
+        TELEGRAM_SERVER_PUBLIC_KEY=str(key),
+        TELEGRAM_API_ID="1",
+        TELEGRAM_API_HASH="sandbox",
+        EMBEDDED_SANDBOX="0",
+        EMBEDDED_WORKER="0",
+        VERIFICATION_LEASE_SECONDS="6",
+    )
     processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def manage(*args: str, stdin: str = "") -> None:
@@ -458,7 +418,7 @@ def worker_site(tmp_path):
                 process.kill()
         redis_server.stop()
         sandbox.stop()
-        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as connection:
+        with psycopg.connect(f"{postgres}/postgres", autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -471,7 +431,7 @@ async def receive_until(ws, kind: str, timeout: float = 15.0) -> dict[str, Any]:
 
 
 @pytest.mark.scale_out
-def test_a_worker_process_rides_out_a_redis_outage(worker_site):
+def test_a_worker_process_rides_out_a_redis_outage(worker_site, free_port, wait_until):
     python = sys.executable
     worker = worker_site["start"]("worker", python, "manage.py", "telegram_worker")
     wait_until(lambda: "ready" in worker_site["log"]("worker"), what="the worker")
@@ -622,8 +582,8 @@ async def test_back_to_back_verifies_each_get_their_own_watchdog(
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 async def test_a_send_given_up_is_not_sent_after_a_reconnect(
-    sandbox_settings,  # noqa: F811
-    sandbox_sender,  # noqa: F811
+    sandbox_settings,
+    sandbox_sender,
     settings,
     open_tab,
     browser_session,

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
-import redis
+import redis as redis_client
 import websockets
 
 from verification.sandbox import SandboxThread
@@ -26,14 +24,7 @@ from verification.sandbox import SandboxThread
 pytestmark = pytest.mark.scale_out
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES = "postgres://postgres@127.0.0.1:5432"
 REDIS_DB = 11
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Site:
@@ -82,43 +73,30 @@ def query(dsn: str, sql: str) -> list[tuple]:
         return connection.execute(sql).fetchall()
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
-def site(tmp_path):
+def site(tmp_path, postgres, redis, site_environment, free_port):
     name = f"passportsite_scale_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as connection:
+    with psycopg.connect(f"{postgres}/postgres", autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
-    redis.Redis(db=REDIS_DB).flushdb()
+    redis_db = redis_client.Redis(db=REDIS_DB)
+    redis_db.flushdb()
     sandbox = SandboxThread(resend_timeout=1, code_lifetime=120).start()
     key = tmp_path / "sandbox.pem"
     key.write_text(sandbox.public_key_pem)
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"{POSTGRES}/{name}",
-        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
-        "TELEGRAM_SERVER": sandbox.address,
-        "TELEGRAM_SERVER_PUBLIC_KEY": str(key),
-        "TELEGRAM_API_ID": "1",
-        "TELEGRAM_API_HASH": "sandbox",
-        "EMBEDDED_SANDBOX": "0",
-        "EMBEDDED_WORKER": "0",
-        "VERIFICATION_LEASE_SECONDS": "3",
-        "DEBUG": "1",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = site_environment(
+        DATABASE_URL=f"{postgres}/{name}",
+        REDIS_URL=f"{redis}/{REDIS_DB}",
+        TELEGRAM_SERVER=sandbox.address,
+        TELEGRAM_SERVER_PUBLIC_KEY=str(key),
+        TELEGRAM_API_ID="1",
+        TELEGRAM_API_HASH="sandbox",
+        EMBEDDED_SANDBOX="0",
+        EMBEDDED_WORKER="0",
+        VERIFICATION_LEASE_SECONDS="3",
+    )
     site = Site(env, tmp_path)
-    site.dsn = f"{POSTGRES}/{name}"
+    site.dsn = f"{postgres}/{name}"
     site.port = port
     try:
         site.manage("migrate", "--noinput")
@@ -130,8 +108,8 @@ def site(tmp_path):
     finally:
         site.stop()
         sandbox.stop()
-        redis.Redis(db=REDIS_DB).flushdb()
-        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as connection:
+        redis_db.flushdb()
+        with psycopg.connect(f"{postgres}/postgres", autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -148,10 +126,10 @@ def lease_owner(site: Site) -> str:
     return rows[0][0] if rows else ""
 
 
-def test_web_and_workers_in_separate_processes(site):
+def test_web_and_workers_in_separate_processes(site, free_port, wait_until):
     python = sys.executable
     first = site.start("worker-1", python, "manage.py", "telegram_worker")
-    owner_1 = wait_for(lambda: lease_owner(site), what="worker 1 to lease the account")
+    owner_1 = wait_until(lambda: lease_owner(site), what="worker 1 to lease the account")
     site.start("worker-2", python, "manage.py", "telegram_worker")
     other_port = free_port()
     for name, port in (("web-1", site.port), ("web-2", other_port)):
@@ -167,7 +145,7 @@ def test_web_and_workers_in_separate_processes(site):
         except OSError:
             return False
 
-    wait_for(lambda: web_up(site.port) and web_up(other_port), what="the web processes")
+    wait_until(lambda: web_up(site.port) and web_up(other_port), what="the web processes")
     # The page gives the browser its session; both tabs carry that cookie.
     page = urllib.request.urlopen(f"http://127.0.0.1:{site.port}/", timeout=10)
     cookie = page.headers["Set-Cookie"].split(";")[0]
@@ -195,7 +173,7 @@ def test_web_and_workers_in_separate_processes(site):
             first.kill()
             first.wait()
             await asyncio.to_thread(
-                wait_for,
+                wait_until,
                 lambda: lease_owner(site) not in ("", owner_1),
                 what="worker 2 to take the lease over",
             )
@@ -221,16 +199,16 @@ def test_web_and_workers_in_separate_processes(site):
     assert rows == [("verified",), ("verified",)]
 
 
-def test_a_terminated_worker_hands_its_accounts_over_at_once(site):
+def test_a_terminated_worker_hands_its_accounts_over_at_once(site, wait_until):
     """SIGTERM releases the leases: the other worker takes over without waiting them out."""
     python = sys.executable
     # Worker 1 takes 600 s leases; worker 2 looks for free accounts every second.
     site.env["VERIFICATION_LEASE_SECONDS"] = "600"
     first = site.start("worker-1", python, "manage.py", "telegram_worker")
-    owner_1 = wait_for(lambda: lease_owner(site), what="worker 1 to lease the account")
+    owner_1 = wait_until(lambda: lease_owner(site), what="worker 1 to lease the account")
     site.env["VERIFICATION_LEASE_SECONDS"] = "3"
     site.start("worker-2", python, "manage.py", "telegram_worker")
-    wait_for(
+    wait_until(
         lambda: "ready" in (site.log_dir / "worker-2.log").read_text(),
         what="worker 2 to start",
     )
@@ -238,4 +216,4 @@ def test_a_terminated_worker_hands_its_accounts_over_at_once(site):
     assert first.wait(timeout=15) == 0
     assert "Telegram worker stopped." in (site.log_dir / "worker-1.log").read_text()
     # Worker 1's lease had ~600 s to run: only a released lease changes hands this fast.
-    wait_for(lambda: lease_owner(site) not in ("", owner_1), what="worker 2 to take over")
+    wait_until(lambda: lease_owner(site) not in ("", owner_1), what="worker 2 to take over")

@@ -5,20 +5,14 @@ from __future__ import annotations
 import pytest
 
 from verification.models import PhoneVerification
-from verification.testing import (  # noqa: F401 - fixtures, as the plugin would provide them
-    sandbox_sender,
-    sandbox_settings,
-    telegram_sandbox,
-    verification_tab,
-)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def test_a_host_project_verifies_a_number_end_to_end(
-    sandbox_settings,  # noqa: F811
-    sandbox_sender,  # noqa: F811
-    verification_tab,  # noqa: F811
+    sandbox_settings,
+    sandbox_sender,
+    verification_tab,
 ):
     tab = await verification_tab()
     assert tab.first_frame == {"type": "state", "verification": None}
@@ -36,9 +30,9 @@ async def test_a_host_project_verifies_a_number_end_to_end(
 
 
 async def test_injected_faults_reach_the_visitor(
-    sandbox_settings,  # noqa: F811
-    sandbox_sender,  # noqa: F811
-    verification_tab,  # noqa: F811
+    sandbox_settings,
+    sandbox_sender,
+    verification_tab,
 ):
     sandbox_settings.inject_error("account.sendVerifyPhoneCode", "FLOOD_WAIT_7", code=420)
     tab = await verification_tab()

@@ -18,14 +18,9 @@ from django.utils import timezone
 from verification import services
 from verification.db import db
 from verification.errors import ErrorCode
-from verification.gateway import GatewayError, telethon_gateway
+from verification.gateway import GatewayError, gateway_from_settings, telethon_gateway
 from verification.gateway.fake import FakeGateway
-from verification.gateway.telethon_gateway import TelethonGateway
 from verification.models import PhoneVerification, SenderAccount, VerificationEvent
-from verification.testing import (  # noqa: F401 - fixtures, as the plugin would provide them
-    sandbox_settings,
-    telegram_sandbox,
-)
 from verification.worker.leases import LeaseKeeper, LeaseLost
 from verification.worker.locks import KeyedLock
 
@@ -438,7 +433,7 @@ async def test_number_flooded_on_every_sender_flags_no_account(
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 async def test_account_flood_fails_over_through_telethon(
-    sandbox_settings,  # noqa: F811
+    sandbox_settings,
     settings,
     open_tab,
     browser_session,
@@ -451,7 +446,7 @@ async def test_account_flood_fails_over_through_telethon(
         "REQUEST_TIMEOUT": 10,
         "LEASE_SECONDS": 30,
     }
-    gateway = TelethonGateway()
+    gateway = gateway_from_settings()
     senders = []
     try:
         for _ in range(2):
@@ -502,9 +497,9 @@ async def test_unexpected_send_error_fails_the_row_at_once(one_sender, open_tab,
 
 
 @pytest.mark.integration
-async def test_abandoned_sender_sign_in_is_dropped(sandbox_settings, monkeypatch):  # noqa: F811
+async def test_abandoned_sender_sign_in_is_dropped(sandbox_settings, monkeypatch):
     monkeypatch.setattr(telethon_gateway, "LOGIN_LIFETIME", 0.5)
-    gateway = TelethonGateway()
+    gateway = gateway_from_settings()
     phone = sandbox_number()
     try:
         await gateway.login_send_code("abandoned", phone)
@@ -522,9 +517,9 @@ async def test_abandoned_sender_sign_in_is_dropped(sandbox_settings, monkeypatch
 
 
 @pytest.mark.integration
-async def test_finished_sender_sign_in_cancels_its_timer(sandbox_settings, monkeypatch):  # noqa: F811
+async def test_finished_sender_sign_in_cancels_its_timer(sandbox_settings, monkeypatch):
     monkeypatch.setattr(telethon_gateway, "LOGIN_LIFETIME", 0.5)
-    gateway = TelethonGateway()
+    gateway = gateway_from_settings()
     phone = sandbox_number()
     try:
         await gateway.login_send_code("finished", phone)
