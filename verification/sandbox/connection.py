@@ -26,6 +26,7 @@ from telethon.tl.tlobject import TLRequest
 from .crypto import decrypt_client_message, encrypt_server_message, quick_ack_token
 from .errors import RpcFailure
 from .handshake import Handshake, HandshakeError
+from .layers import CURRENT_LAYER, SUPPORTED_LAYERS, answer_layer, serialize, served_ranges
 from .transport import Transport, TransportError, detect_transport, transport_error
 
 if TYPE_CHECKING:
@@ -90,12 +91,14 @@ def tl_name(request: object) -> str:
     return f"{namespace}.{name}" if namespace else name
 
 
-def serialize_result(value: object) -> bytes:
+def serialize_result(value: object, layer: int = CURRENT_LAYER) -> bytes:
     if isinstance(value, bool):
         return BOOL_TRUE if value else BOOL_FALSE
     if isinstance(value, list):
-        return struct.pack("<Ii", VECTOR_ID, len(value)) + b"".join(bytes(v) for v in value)
-    return bytes(value)
+        return struct.pack("<Ii", VECTOR_ID, len(value)) + b"".join(
+            serialize(v, layer) for v in value
+        )
+    return serialize(value, layer)
 
 
 @dataclass
@@ -109,7 +112,6 @@ class Session:
     max_seqno: int = 0
     seen: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
     pending: dict[int, asyncio.Task[None]] = field(default_factory=dict)
-    layer: int | None = None
 
     def next_seqno(self, content_related: bool) -> int:
         if content_related:
@@ -143,6 +145,23 @@ class ClientConnection:
         self.tasks: set[asyncio.Task[None]] = set()
         self._disconnect_timer: asyncio.TimerHandle | None = None
         self.peer = writer.get_extra_info("peername")
+        self._unsupported_logged = False
+
+    def declare_layer(self, record: AuthKeyRecord, layer: int) -> None:
+        """invokeWithLayer: Telegram keeps the layer with the auth key and answers in it."""
+        if layer not in SUPPORTED_LAYERS and not self._unsupported_logged:
+            self._unsupported_logged = True
+            logger.warning(
+                "Sandbox: %s declared layer %d, which the sandbox does not serve; answering "
+                "in layer %d (served: %s)",
+                self.peer,
+                layer,
+                answer_layer(layer),
+                served_ranges(),
+            )
+        if record.layer != layer:
+            record.layer = layer
+            self.server.store.save()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -410,7 +429,7 @@ class _Sender:
         # Clients may wrap anything, even service requests (Telethon adds invokeWithoutUpdates).
         while isinstance(obj, TLRequest):
             if isinstance(obj, functions.InvokeWithLayerRequest):
-                self.session.layer = obj.layer
+                self.connection.declare_layer(self.record, obj.layer)
             if isinstance(obj, functions.InvokeAfterMsgRequest):
                 after.append(obj.msg_id)
             elif isinstance(obj, functions.InvokeAfterMsgsRequest):
@@ -522,7 +541,7 @@ class _Sender:
     def _rpc_answer(self, msg_id: int, request: TLRequest, name: str) -> None:
         try:
             result = self.server._invoke(self.record, request, name)
-            data = serialize_result(result)
+            data = serialize_result(result, answer_layer(self.record.layer))
         except RpcFailure as failure:
             self._rpc_error(msg_id, failure)
             return

@@ -62,6 +62,8 @@ class AuthKeyRecord:
     # persisted (after a restart such a client gets bad_server_salt, as after any salt change).
     initial_salt: int | None = None
     initial_salt_until: float = 0.0
+    # The TL layer the last invokeWithLayer on this key declared (None: never declared).
+    layer: int | None = None
 
     def is_initial_salt(self, salt: int) -> bool:
         return salt == self.initial_salt and time.time() < self.initial_salt_until
@@ -155,7 +157,7 @@ class Store:
                 for a in self.accounts.values()
             ],
             "auth_keys": [
-                {"key": r.key.hex(), "user_id": r.user_id}
+                {"key": r.key.hex(), "user_id": r.user_id, "layer": r.layer}
                 for r in self.records
                 if r.expires_at is None
             ],
@@ -183,7 +185,11 @@ class Store:
             self.accounts[digits] = account
             self.users[account.user_id] = account
         for item in data.get("auth_keys", []):
-            record = AuthKeyRecord(key=bytes.fromhex(item["key"]), user_id=item.get("user_id"))
+            record = AuthKeyRecord(
+                key=bytes.fromhex(item["key"]),
+                user_id=item.get("user_id"),
+                layer=item.get("layer"),
+            )
             self.records.append(record)
             self._register(record)
         logger.info(
