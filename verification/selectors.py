@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from . import rows
 from .app_settings import get_config
 from .forms import format_phone_number
 from .models import PhoneVerification, SenderAccount
@@ -21,24 +22,79 @@ def _seconds_until(moment: datetime | None, now: datetime) -> int | None:
     return max(0, math.ceil((moment - now).total_seconds()))
 
 
-def verification_current(*, owner: str) -> PhoneVerification | None:
-    """The owner's most recent verification, if any."""
-    return (
+# The verification's columns in model order (Model.from_db expects that order), and the two
+# columns of its sender account that route requests to the worker holding it.
+_COLUMNS = [field.attname for field in PhoneVerification._meta.concrete_fields]
+_PUBLIC_COLUMNS = [name for name in _COLUMNS if name != "phone_code_hash"]
+_SENDER_COLUMNS = ["sender_account__lease_owner", "sender_account__lease_expires_at"]
+_pk = PhoneVerification._meta.pk
+_owner = PhoneVerification._meta.get_field("owner")
+
+_current = rows.Read(
+    lambda owner: (
         PhoneVerification.objects.filter(owner=owner)
-        .select_related("sender_account")
-        # Neither secret is needed to show or route a verification: skip decrypting them.
-        .defer("phone_code_hash", "sender_account__session")
         .order_by("-created_at")
-        .first()
-    )
+        .values_list(*_PUBLIC_COLUMNS, *_SENDER_COLUMNS)[:1]
+    ),
+    [_owner],
+)
+_by_pk = rows.Read(
+    lambda pk: PhoneVerification.objects.filter(pk=pk).values_list(*_COLUMNS, *_SENDER_COLUMNS),
+    [_pk],
+)
+_locked = rows.Read(
+    lambda pk: (
+        PhoneVerification.objects.select_for_update(of=("self",))
+        .filter(pk=pk)
+        .values_list(*_COLUMNS, *_SENDER_COLUMNS)
+    ),
+    [_pk],
+)
+_active_locked = rows.Read(
+    lambda owner: (
+        PhoneVerification.objects.select_for_update(of=("self",))
+        .filter(owner=owner, status__in=PhoneVerification.ACTIVE_STATUSES)
+        .values_list(*_COLUMNS, *_SENDER_COLUMNS)
+    ),
+    [_owner],
+)
+
+
+def _verification(row: tuple[Any, ...], columns: list[str]) -> PhoneVerification:
+    """A verification from a row, with the routing part of its sender account attached."""
+    verification = rows.instance(PhoneVerification, columns, row[: len(columns)])
+    lease_owner, lease_expires_at = row[len(columns) :]
+    account = None
+    if verification.sender_account_id is not None:
+        account = rows.instance(
+            SenderAccount,
+            ["id", "lease_owner", "lease_expires_at"],
+            [verification.sender_account_id, lease_owner, lease_expires_at],
+        )
+    PhoneVerification.sender_account.field.set_cached_value(verification, account)
+    return verification
+
+
+def verification_current(*, owner: str) -> PhoneVerification | None:
+    """The owner's most recent verification, if any (without its secret)."""
+    found = _current.rows(owner)
+    return _verification(found[0], _PUBLIC_COLUMNS) if found else None
 
 
 def verification_get(*, verification_id: Any) -> PhoneVerification | None:
-    return (
-        PhoneVerification.objects.filter(pk=verification_id)
-        .select_related("sender_account")
-        .first()
-    )
+    found = _by_pk.rows(verification_id)
+    return _verification(found[0], _COLUMNS) if found else None
+
+
+def verification_lock(*, verification_id: Any) -> PhoneVerification | None:
+    """Lock a verification's row for the current transaction; None if it is gone."""
+    found = _locked.rows(verification_id)
+    return _verification(found[0], _COLUMNS) if found else None
+
+
+def verification_lock_active(*, owner: str) -> list[PhoneVerification]:
+    """Lock the owner's active verifications for the current transaction."""
+    return [_verification(row, _COLUMNS) for row in _active_locked.rows(owner)]
 
 
 def verification_snapshot(
@@ -85,6 +141,17 @@ def _sendable(now: datetime) -> QuerySet[SenderAccount]:
     )
 
 
+_pickable = rows.Read(
+    lambda now: (
+        _sendable(now)
+        .filter(Q(flood_until__isnull=True) | Q(flood_until__lte=now))
+        .order_by("pk")
+        .values_list("id", "lease_owner", "lease_expires_at")
+    ),
+    [SenderAccount._meta.get_field("lease_expires_at")],
+)
+
+
 def sender_account_pick(
     *, now: datetime | None = None, exclude: int | None = None
 ) -> SenderAccount | None:
@@ -93,13 +160,11 @@ def sender_account_pick(
     Accounts take turns (round robin in this process), so picking one writes nothing.
     """
     now = now or timezone.now()
-    accounts = _sendable(now).filter(Q(flood_until__isnull=True) | Q(flood_until__lte=now))
-    if exclude is not None:
-        accounts = accounts.exclude(pk=exclude)
-    candidates = list(accounts.defer("session").order_by("pk"))
+    candidates = [row for row in _pickable.rows(now) if row[0] != exclude]
     if not candidates:
         return None
-    return candidates[next(_rotation) % len(candidates)]
+    chosen = candidates[next(_rotation) % len(candidates)]
+    return rows.instance(SenderAccount, ["id", "lease_owner", "lease_expires_at"], chosen)
 
 
 def sender_account_flooded_until(*, now: datetime | None = None) -> datetime | None:

@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import signals
+from . import rows, signals
 from .app_settings import get_config
 from .errors import ErrorCode, VerificationError
 from .gateway.base import LoginResult, SentCode
@@ -29,6 +29,8 @@ from .selectors import (
     sender_account_pick,
     verification_current,
     verification_get,
+    verification_lock,
+    verification_lock_active,
 )
 
 logger = logging.getLogger("verification")
@@ -58,8 +60,10 @@ def event_record(
     staff_user: Any = None,
     **data: Any,
 ) -> VerificationEvent:
-    return VerificationEvent.objects.create(
-        verification=verification, kind=kind, actor=actor, staff_user=staff_user, data=data
+    return rows.insert(
+        VerificationEvent(
+            verification=verification, kind=kind, actor=actor, staff_user=staff_user, data=data
+        )
     )
 
 
@@ -185,22 +189,21 @@ def _start(
     cancelled = [
         _finish(previous, Status.CANCELLED, kind=Kind.CANCELLED, actor=Actor.VISITOR,
                 reason="replaced")
-        for previous in PhoneVerification.objects.select_for_update(of=("self",))
-        .select_related("sender_account")
-        .defer("sender_account__session")
-        .filter(owner=owner, status__in=PhoneVerification.ACTIVE_STATUSES)
+        for previous in verification_lock_active(owner=owner)
     ]  # fmt: skip
     with transaction.atomic():
         # A savepoint: a conflicting insert (another tab won the race) rolls back alone.
-        verification = PhoneVerification.objects.create(
-            owner=owner,
-            user=user,
-            phone_number=phone_number,
-            region=region,
-            sender_account=account,
-            status=Status.SENDING,
-            expires_at=now + timedelta(seconds=config["EXPIRES_AFTER"]),
-            ip_address=ip_address,
+        verification = rows.insert(
+            PhoneVerification(
+                owner=owner,
+                user=user,
+                phone_number=phone_number,
+                region=region,
+                sender_account=account,
+                status=Status.SENDING,
+                expires_at=now + timedelta(seconds=config["EXPIRES_AFTER"]),
+                ip_address=ip_address,
+            )
         )
     event_record(verification=verification, kind=Kind.STARTED, actor=Actor.VISITOR)
     _on_commit_signal(signals.verification_started, verification)
@@ -218,6 +221,24 @@ def _no_sender(now: datetime) -> VerificationError:
     if sender_account_exists():
         return VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
     return VerificationError(ErrorCode.NO_SENDER_ACCOUNT)
+
+
+_SENT_CODE_FIELDS = [
+    "code_type",
+    "code_length",
+    "code_pattern",
+    "code_prefix",
+    "code_url",
+    "code_beginning",
+    "next_type",
+    "phone_code_hash",
+    "sent_at",
+    "resend_at",
+    "status",
+    "last_error",
+    "resends",
+    "flood_until",
+]
 
 
 def _apply_sent_code(verification: PhoneVerification, sent: SentCode, now: datetime) -> None:
@@ -259,7 +280,7 @@ def verification_code_sent(
         # No resend is left, so there is no next way to offer.
         verification.next_type = ""
         verification.resend_at = None
-    verification.save()
+    rows.update(verification, _SENT_CODE_FIELDS)
     event_record(
         verification=verification,
         kind=Kind.CODE_RESENT if resent else Kind.CODE_SENT,
@@ -290,7 +311,10 @@ def _finish(
         verification.last_error = error
     elif status in {Status.VERIFIED, Status.CANCELLED}:
         verification.last_error = ""
-    verification.save()
+    rows.update(
+        verification,
+        ["status", "finished_at", "resend_at", "last_error", "attempts", "flood_until"],
+    )
     event_record(verification=verification, kind=kind, actor=actor, staff_user=staff_user, **data)
     if status == Status.VERIFIED:
         _on_commit_signal(signals.verification_verified, verification)
@@ -343,7 +367,7 @@ def verification_send_failed(
         else:
             verification.resend_at = now
         verification.last_error = code
-        verification.save()
+        rows.update(verification, ["flood_until", "next_type", "resend_at", "last_error"])
         event_record(
             verification=verification,
             kind=Kind.ERROR,
@@ -378,13 +402,7 @@ def _usable(verification_id: Any) -> PhoneVerification:
 
 def _lock(verification_id: Any) -> PhoneVerification | None:
     """Lock a verification's row for this transaction; None if it is gone."""
-    return (
-        PhoneVerification.objects.select_for_update(of=("self",))
-        .select_related("sender_account")
-        .defer("sender_account__session")
-        .filter(pk=verification_id)
-        .first()
-    )
+    return verification_lock(verification_id=verification_id)
 
 
 def verification_live(*, owner: str) -> tuple[PhoneVerification | None, bool]:
@@ -447,7 +465,7 @@ def verification_attempt_start(*, verification_id: Any) -> PhoneVerification:
     verification_attempt_check(verification=verification)
     # The row is locked: concurrent submits count one by one.
     verification.attempts += 1
-    verification.save(update_fields=["attempts", "updated_at"])
+    rows.update(verification, ["attempts"])
     event_record(verification=verification, kind=Kind.CODE_SUBMITTED, actor=Actor.VISITOR)
     return verification
 
@@ -482,7 +500,7 @@ def verification_attempt_result(
             )
             return verification, ErrorCode.TOO_MANY_ATTEMPTS
         verification.last_error = error
-        verification.save(update_fields=["last_error", "updated_at"])
+        rows.update(verification, ["last_error"])
         return verification, error
     if error is ErrorCode.PHONE_CODE_EXPIRED:
         _finish(
@@ -498,7 +516,7 @@ def verification_attempt_result(
         # The code was never judged: give the attempt back.
         verification.attempts = max(0, verification.attempts - 1)
     verification.last_error = error
-    verification.save(update_fields=["attempts", "last_error", "updated_at"])
+    rows.update(verification, ["attempts", "last_error"])
     event_record(
         verification=verification,
         kind=Kind.ERROR,
