@@ -290,3 +290,86 @@ def test_both_exits_from_the_code_step_keep_the_number(
     expect(page.locator("#phone-input")).to_have_value(number)
     expect(page.locator("#phone-input")).to_be_focused()
     assert js_errors == []
+
+
+def test_the_code_step_shows_the_number_once(
+    new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    page = new_page()
+    send_code(page, "+999 66 7 2211")
+    wait_for_step(page, "code")
+    expect(page.locator("#code-description")).to_contain_text("+999 66 7 2211")
+    assert page.locator("#step-code").inner_text().count("+999 66 7 2211") == 1
+    expect(page).to_have_title(re.compile(r"^Enter the code – "))
+    page.locator("#code-input").press_sequentially("77777")
+    wait_for_step(page, "done")
+    expect(page).to_have_title(re.compile(r"^Phone number verified – "))
+    assert js_errors == []
+
+
+def test_a_missed_call_prefix_is_grouped_like_the_number(
+    new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    page = new_page()
+    send_code(page, "+999 66 7 9005")
+    wait_for_step(page, "code")
+    expect(page.locator("#code-prefix")).to_have_text("+999 66 0 0")
+    expect(page.locator("#code-input")).to_have_attribute("maxlength", "4")
+    assert js_errors == []
+
+
+def test_an_sms_word_is_asked_for_as_a_word(
+    new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    page = new_page()
+    send_code(page, "+999 66 7 9007")
+    wait_for_step(page, "code")
+    expect(page.get_by_label("Word from the SMS")).to_be_focused()
+    code_input = page.locator("#code-input")
+    expect(code_input).to_have_attribute("inputmode", "text")
+    font = code_input.evaluate("(input) => getComputedStyle(input).fontFamily")
+    assert "monospace" not in font
+    assert js_errors == []
+
+
+def test_the_fragment_link_says_it_opens_a_new_tab(
+    new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    page = new_page()
+    send_code(page, "+999 66 7 9006")
+    wait_for_step(page, "code")
+    link = page.locator("#fragment-link")
+    expect(link).to_be_visible()
+    expect(link).to_have_accessible_name("Open Fragment (opens in a new tab)")
+    assert js_errors == []
+
+
+def test_small_screens_keep_numbers_and_links_on_one_line(
+    browser: Any, live_site: Any, js_errors: list[str]
+) -> None:
+    context = browser.new_context(
+        base_url=live_site.url, locale="ru-RU", viewport={"width": 320, "height": 640}
+    )
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda error: js_errors.append(f"pageerror: {error}"))
+        page.goto("/")
+        wait_for_step(page, "number")
+        hint_number = page.locator("#phone-hint .verification-nowrap").first
+        expect(hint_number).to_have_text("+999 66 2 1234")
+        line = page.evaluate(
+            "parseFloat(getComputedStyle(document.getElementById('phone-hint')).lineHeight)"
+        )
+        assert hint_number.bounding_box()["height"] <= line + 1
+
+        page.set_viewport_size({"width": 360, "height": 640})
+        send_code(page, "+999 66 7 2212")
+        wait_for_step(page, "code")
+        change, cancel = page.locator("#change-number"), page.locator("#cancel")
+        expect(change).to_have_text("Изменить номер")
+        change_box, cancel_box = change.bounding_box(), cancel.bounding_box()
+        assert change_box["y"] == cancel_box["y"]
+        assert change_box["height"] == cancel_box["height"] < 50
+    finally:
+        context.close()
+    assert js_errors == []
