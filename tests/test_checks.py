@@ -10,13 +10,13 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from verification.checks import (
-    check_settings,
     check_telegram_configured,
     check_telegram_configured_for_deployment,
 )
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 REDIS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {}}}
+REDIS_CACHE = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache"}}
 CREDENTIALS = {"TELEGRAM_API_ID": 123456, "TELEGRAM_API_HASH": "0123456789abcdef"}
 
 
@@ -31,6 +31,15 @@ def configure(settings):
         return settings
 
     return apply
+
+
+def check_settings(*, deploy=False):
+    """What ``manage.py check`` (``--deploy``) reports about the app."""
+    return [
+        message
+        for message in run_checks(include_deployment_checks=deploy)
+        if message.id and message.id.startswith("verification.")
+    ]
 
 
 def only(messages):
@@ -52,6 +61,7 @@ def test_credentials_without_sandbox_pass(configure):
 def test_separate_workers_on_redis_pass(configure, settings):
     configure(EMBEDDED_WORKER=False, **CREDENTIALS)
     settings.CHANNEL_LAYERS = REDIS
+    settings.CACHES = REDIS_CACHE
     assert check_settings() == []
 
 
@@ -134,8 +144,9 @@ def test_channel_layer_alias_must_exist(configure):
     assert only(check_settings()).id == "verification.E010"
 
 
-def test_separate_workers_cannot_share_an_in_memory_layer(configure):
+def test_separate_workers_cannot_share_an_in_memory_layer(configure, settings):
     configure(EMBEDDED_WORKER=False, **CREDENTIALS)
+    settings.CACHES = REDIS_CACHE
     message = only(check_settings())
     assert message.id == "verification.E011"
     assert "EMBEDDED_WORKER is off but the channel layer is in-memory" in message.msg
@@ -144,7 +155,7 @@ def test_separate_workers_cannot_share_an_in_memory_layer(configure):
 
 def test_no_credentials_and_no_sandbox_warns(configure):
     configure()
-    assert check_settings() == []
+    assert [m.id for m in check_settings()] == ["verification.W020"]
     message = only(check_telegram_configured())
     assert message.id == "verification.W020"
     assert message.level == WARNING
@@ -317,6 +328,52 @@ def test_a_boolean_is_not_a_rate_limit(configure):
 
 def test_embedded_sandbox_without_embedded_worker_warns(configure, settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+    settings.CACHES = REDIS_CACHE
     configure(EMBEDDED_SANDBOX=True, EMBEDDED_WORKER=False)
     message = only(check_settings())
     assert message.id == "verification.W031"
+
+
+def test_separate_workers_with_a_per_process_cache_warn(configure, settings):
+    configure(EMBEDDED_WORKER=False, **CREDENTIALS)
+    settings.CHANNEL_LAYERS = REDIS
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    message = only(check_settings())
+    assert message.id == "verification.W012"
+    assert message.level == WARNING
+    assert "LocMemCache" in message.msg
+    assert "rate limits and the resend lock" in message.msg
+
+
+def test_an_embedded_worker_may_use_a_per_process_cache(configure, settings):
+    configure(**CREDENTIALS)
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert check_settings() == []
+
+
+@pytest.mark.parametrize("key", ["SANDBOX_CODE_LIFETIME", "TELEGRAM_SERVER_DC_ID"])
+def test_positive_settings_from_the_table(configure, key):
+    configure(EMBEDDED_SANDBOX=True, **{key: 0})
+    assert only(check_settings()).msg == f"VERIFICATION[{key!r}] must be greater than 0."
+
+
+def test_every_rule_is_a_documented_function():
+    from django.core.checks import registry
+
+    rules = [
+        check
+        for check in registry.registry.get_checks(include_deployment_checks=True)
+        if check.__module__ == "verification.checks"
+    ]
+    assert len(rules) >= 20
+    for rule in rules:
+        assert rule.__doc__ and rule.__doc__.strip(), rule.__name__
+
+
+def test_the_missing_credentials_rule_is_tagged_deploy():
+    from django.core.checks import registry
+
+    deploy_only = set(registry.registry.get_checks(include_deployment_checks=True)) - set(
+        registry.registry.get_checks()
+    )
+    assert check_telegram_configured_for_deployment in deploy_only

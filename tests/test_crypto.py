@@ -19,7 +19,6 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.urls import reverse
 
-from verification.checks import check_encryption_keys
 from verification.crypto import (
     DecryptionError,
     Undecryptable,
@@ -340,6 +339,10 @@ def test_dry_run_also_fails_on_unreadable_rows(use_keys, make_rows):
 # System check ---------------------------------------------------------------------------------
 
 
+def key_warnings():
+    return [message for message in run_checks() if message.id == "verification.W040"]
+
+
 @pytest.mark.parametrize(
     ("verification", "text"),
     [
@@ -360,7 +363,7 @@ def test_dry_run_also_fails_on_unreadable_rows(use_keys, make_rows):
 )
 def test_key_configuration_warnings(use_keys, verification, text):
     use_keys(**verification)
-    (message,) = check_encryption_keys()
+    (message,) = key_warnings()
     assert message.id == "verification.W040"
     assert message.level == WARNING
     assert message.msg == text
@@ -378,7 +381,7 @@ def test_key_configuration_warnings(use_keys, verification, text):
 )
 def test_sound_key_configurations_pass(use_keys, verification):
     use_keys(**verification)
-    assert check_encryption_keys() == []
+    assert key_warnings() == []
 
 
 def test_the_key_check_is_registered_with_django(use_keys):

@@ -1,11 +1,15 @@
 """The app's configuration: one ``VERIFICATION`` dict merged over documented defaults.
 
-Read it with :func:`get_config`; the merged dict is cached and rebuilt whenever the
-``VERIFICATION`` setting changes (``override_settings`` included).
+Each setting is described once, in :data:`SETTINGS`; the defaults, the type checks
+(``checks.py``) and the README's settings section (:func:`settings_reference`) come from it.
+Read the configuration with :func:`get_config`; the merged dict is cached and rebuilt whenever
+the ``VERIFICATION`` setting changes (``override_settings`` included).
 """
 
 from __future__ import annotations
 
+import textwrap
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -13,101 +17,186 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-DEFAULTS: dict[str, Any] = {
-    # Telegram application credentials (my.telegram.org). The sandbox accepts any values.
-    "TELEGRAM_API_ID": 0,
-    "TELEGRAM_API_HASH": "",
-    # "host:port" of the MTProto server new sender sessions connect to: the sandbox or one of
-    # Telegram's test DCs. Empty means Telegram's production servers.
-    "TELEGRAM_SERVER": "",
-    # Path to that server's RSA public key (PEM). Needed whenever TELEGRAM_SERVER is set.
-    "TELEGRAM_SERVER_PUBLIC_KEY": "",
-    # DC id sent with TELEGRAM_SERVER (test DCs: 1-3; the sandbox answers to any).
-    "TELEGRAM_SERVER_DC_ID": 2,
-    # Run the local Telegram sandbox inside the web process and connect a sandbox sender account
-    # automatically. For development only.
-    "EMBEDDED_SANDBOX": False,
-    # Where the embedded sandbox keeps its RSA key and auth keys between restarts ("" = memory).
-    "SANDBOX_STATE_FILE": "",
-    # Resend timeout and code lifetime of the embedded sandbox, in seconds.
-    "SANDBOX_RESEND_TIMEOUT": 60,
-    "SANDBOX_CODE_LIFETIME": 600,
-    # Run the Telegram worker inside the web process (needs no extra command). Turn off when
-    # `manage.py telegram_worker` processes run beside a shared channel layer such as Redis.
-    "EMBEDDED_WORKER": True,
-    # Dotted path of the gateway class the worker talks to Telegram through.
-    "GATEWAY": "verification.gateway.telethon_gateway.TelethonGateway",
-    # Channel-layer alias used by the app.
-    "CHANNEL_LAYER": "default",
-    # Wrong codes allowed per verification before it fails with TOO_MANY_ATTEMPTS.
-    "MAX_ATTEMPTS": 5,
-    # Seconds a verification stays usable, counted from the visitor's send_code.
-    "EXPIRES_AFTER": 600,
-    # Resend wait when Telegram names a next delivery type but no timeout.
-    "DEFAULT_RESEND_TIMEOUT": 60,
-    # Resend limit per verification (auth.resendCode calls).
-    "MAX_RESENDS": 5,
-    # Seconds a Telegram request may take before the visitor is told Telegram is unavailable.
-    "REQUEST_TIMEOUT": 30,
-    # Seconds a worker holds a sender account's lease before it must renew it.
-    "LEASE_SECONDS": 30,
-    # Require a signed-in user to start a verification.
-    "REQUIRE_LOGIN": False,
-    # Sends allowed per window, as (count, seconds), per scope: "session", "phone", "ip" (IPv6
-    # per /64) and "user". None disables one limit; RATE_LIMITS = None disables them all.
-    "RATE_LIMITS": {
-        "session": (10, 600),
-        "phone": (5, 3600),
-        "ip": (30, 3600),
-    },
-    # Accept Telegram's test range +99966XYYYY. None: only when the sandbox or TELEGRAM_SERVER
-    # (a test DC) is in use.
-    "ALLOW_TEST_NUMBERS": None,
-    # Region assumed for numbers typed without a country code ("" = require "+country").
-    "DEFAULT_REGION": "",
-    # Region codes (ISO 3166-1 alpha-2) a number must belong to; empty allows every region.
-    "ALLOWED_REGIONS": [],
-    # Region codes refused.
-    "DENIED_REGIONS": [],
-    # Key used to encrypt phone_code_hash and sender sessions at rest. Empty derives one from
-    # SECRET_KEY. Rotating it makes stored sessions unreadable.
-    "ENCRYPTION_KEY": "",
-    # Key material for the same, newest first: the first key encrypts, every key decrypts. After
-    # adding a key in front, run `manage.py verification_rotate_keys`, then drop the old one.
-    # When non-empty it replaces ENCRYPTION_KEY.
-    "ENCRYPTION_KEYS": [],
-}
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of ``VERIFICATION``: its default, the type(s) it accepts and what it does."""
+
+    name: str
+    default: Any
+    type: type | tuple[type, ...]
+    help: str
+    #: For numbers: ``"positive"`` (> 0) or ``"non-negative"`` (>= 0), checked by E004.
+    sign: str = ""
+
+
+NUMBER = (int, float)
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("TELEGRAM_API_ID", 0, int, "Your Telegram application's id (my.telegram.org)."),
+    Setting("TELEGRAM_API_HASH", "", str, "Your Telegram application's hash."),
+    Setting(
+        "TELEGRAM_SERVER",
+        "",
+        str,
+        "`host:port` of the MTProto server: a sandbox or a Telegram test DC; empty means "
+        "Telegram's production servers.",
+    ),
+    Setting(
+        "TELEGRAM_SERVER_PUBLIC_KEY",
+        "",
+        str,
+        "Path of that server's RSA public key (PEM); needed whenever `TELEGRAM_SERVER` is set.",
+    ),
+    Setting(
+        "TELEGRAM_SERVER_DC_ID",
+        2,
+        int,
+        "DC id sent with `TELEGRAM_SERVER` (test DCs: 1-3; the sandbox answers to any).",
+        sign="positive",
+    ),
+    Setting(
+        "EMBEDDED_SANDBOX",
+        False,
+        bool,
+        "Run the sandbox inside the web process and connect a sandbox sender account "
+        "automatically (development only).",
+    ),
+    Setting(
+        "SANDBOX_STATE_FILE",
+        "",
+        str,
+        "Where the embedded sandbox keeps its RSA key and auth keys between restarts "
+        '(`""` = memory).',
+    ),
+    Setting(
+        "SANDBOX_RESEND_TIMEOUT",
+        60,
+        NUMBER,
+        "Seconds before the embedded sandbox allows a resend.",
+        sign="non-negative",
+    ),
+    Setting(
+        "SANDBOX_CODE_LIFETIME",
+        600,
+        NUMBER,
+        "Seconds the embedded sandbox's codes live.",
+        sign="positive",
+    ),
+    Setting(
+        "EMBEDDED_WORKER",
+        True,
+        bool,
+        "Run the Telegram worker inside the web process; turn off when `manage.py "
+        "telegram_worker` processes run beside a shared (Redis) channel layer and cache.",
+    ),
+    Setting(
+        "GATEWAY",
+        "verification.gateway.telethon_gateway.TelethonGateway",
+        str,
+        "Dotted path of the transport class; `verification.gateway.fake.FakeGateway` is an "
+        "in-memory one for tests.",
+    ),
+    Setting("CHANNEL_LAYER", "default", str, "Alias of the channel layer the app uses."),
+    Setting(
+        "MAX_ATTEMPTS",
+        5,
+        int,
+        "Wrong codes allowed per verification before it fails with `TOO_MANY_ATTEMPTS`.",
+        sign="positive",
+    ),
+    Setting(
+        "EXPIRES_AFTER",
+        600,
+        int,
+        "Seconds a verification stays usable, counted from the visitor's `send_code`.",
+        sign="positive",
+    ),
+    Setting(
+        "DEFAULT_RESEND_TIMEOUT",
+        60,
+        int,
+        "Resend wait when Telegram names a next delivery type but no timeout.",
+        sign="non-negative",
+    ),
+    Setting(
+        "MAX_RESENDS",
+        5,
+        int,
+        "Resends allowed per verification (`auth.resendCode`).",
+        sign="non-negative",
+    ),
+    Setting(
+        "REQUEST_TIMEOUT",
+        30,
+        NUMBER,
+        "Seconds a Telegram request may take before the visitor is told Telegram is unavailable.",
+        sign="positive",
+    ),
+    Setting(
+        "LEASE_SECONDS",
+        30,
+        int,
+        "Seconds a worker holds a sender account's lease before it must renew it (how long a "
+        "crashed worker's accounts wait before another worker takes them over).",
+        sign="positive",
+    ),
+    Setting(
+        "REQUIRE_LOGIN",
+        False,
+        bool,
+        "Only signed-in users may verify; the signed-in user is always recorded.",
+    ),
+    Setting(
+        "RATE_LIMITS",
+        {"session": (10, 600), "phone": (5, 3600), "ip": (30, 3600)},
+        dict,
+        'Sends allowed per window, as `(count, seconds)`, per scope: `"session"`, `"phone"`, '
+        '`"ip"` (IPv6 per /64) and `"user"`; cache-backed. Scopes left out keep their default; '
+        "`None` switches one limit off, and `RATE_LIMITS = None` all of them.",
+    ),
+    Setting(
+        "ALLOW_TEST_NUMBERS",
+        None,
+        (bool, type(None)),
+        "Accept Telegram's test range `+99966XYYYY`; `None` means only when the sandbox or "
+        "`TELEGRAM_SERVER` (a test DC) is in use.",
+    ),
+    Setting(
+        "DEFAULT_REGION",
+        "",
+        str,
+        'Region assumed for numbers typed without a country code (`""` = require `+country`).',
+    ),
+    Setting(
+        "ALLOWED_REGIONS",
+        [],
+        (list, tuple),
+        "Region codes (ISO 3166-1 alpha-2) a number must belong to; empty allows every region.",
+    ),
+    Setting("DENIED_REGIONS", [], (list, tuple), "Region codes refused."),
+    Setting(
+        "ENCRYPTION_KEY",
+        "",
+        str,
+        "Encrypts `phone_code_hash` and sender sessions at rest; empty derives a key from "
+        "`SECRET_KEY`. Changing it makes stored sessions unreadable.",
+    ),
+    Setting(
+        "ENCRYPTION_KEYS",
+        [],
+        (list, tuple),
+        "Key material for the same, newest first: the first key encrypts, every key decrypts. "
+        "When set it replaces `ENCRYPTION_KEY`. After putting a new key in front, run "
+        "`manage.py verification_rotate_keys`, then remove the old key "
+        "([how](docs/embedding.md#rotating-the-encryption-key)).",
+    ),
+)
+
+BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+DEFAULTS: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS}
 
 RATE_LIMIT_SCOPES = ("session", "phone", "ip", "user")
-
-REQUIRED_TYPES: dict[str, type | tuple[type, ...]] = {
-    "TELEGRAM_API_ID": int,
-    "TELEGRAM_API_HASH": str,
-    "TELEGRAM_SERVER": str,
-    "TELEGRAM_SERVER_PUBLIC_KEY": str,
-    "TELEGRAM_SERVER_DC_ID": int,
-    "EMBEDDED_SANDBOX": bool,
-    "SANDBOX_STATE_FILE": str,
-    "SANDBOX_RESEND_TIMEOUT": (int, float),
-    "SANDBOX_CODE_LIFETIME": (int, float),
-    "EMBEDDED_WORKER": bool,
-    "GATEWAY": str,
-    "CHANNEL_LAYER": str,
-    "MAX_ATTEMPTS": int,
-    "EXPIRES_AFTER": int,
-    "DEFAULT_RESEND_TIMEOUT": int,
-    "MAX_RESENDS": int,
-    "REQUEST_TIMEOUT": (int, float),
-    "LEASE_SECONDS": int,
-    "REQUIRE_LOGIN": bool,
-    "RATE_LIMITS": dict,
-    "DEFAULT_REGION": str,
-    "ALLOW_TEST_NUMBERS": (bool, type(None)),
-    "ALLOWED_REGIONS": (list, tuple),
-    "DENIED_REGIONS": (list, tuple),
-    "ENCRYPTION_KEY": str,
-    "ENCRYPTION_KEYS": (list, tuple),
-}
 
 
 @cache
@@ -125,7 +214,25 @@ def get_config() -> dict[str, Any]:
 
 def unknown_keys() -> list[str]:
     user = getattr(settings, "VERIFICATION", {}) or {}
-    return sorted(key for key in user if key not in DEFAULTS)
+    return sorted(key for key in user if key not in BY_NAME)
+
+
+def _literal(value: Any) -> str:
+    return repr(value).replace("'", '"')
+
+
+def settings_reference() -> str:
+    """The README's settings list: one bullet per setting, with its default."""
+    return "\n".join(
+        textwrap.fill(
+            f"- `{setting.name}` (`{_literal(setting.default)}`) — {setting.help}",
+            width=100,
+            subsequent_indent="  ",
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+        for setting in SETTINGS
+    )
 
 
 @receiver(setting_changed)

@@ -1,4 +1,9 @@
-"""System checks: misconfiguration reported in plain words by ``manage.py check``."""
+"""System checks: misconfiguration reported in plain words by ``manage.py check``.
+
+One function per rule; its docstring states the rule. Rules that read the merged configuration
+run only once ``VERIFICATION`` is a dict whose values have the right types (E001-E003), so each
+mistake is reported once, by the rule it breaks.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 from phonenumbers import SUPPORTED_REGIONS
 
-from .app_settings import (
-    DEFAULTS,
-    RATE_LIMIT_SCOPES,
-    REQUIRED_TYPES,
-    get_config,
-    unknown_keys,
-)
+from .app_settings import BY_NAME, RATE_LIMIT_SCOPES, SETTINGS, get_config, unknown_keys
 from .gateway.base import TelegramGateway
+
+Messages = list[CheckMessage]
 
 NO_TELEGRAM = "No Telegram credentials and no sandbox: codes cannot be sent."
 NO_TELEGRAM_HINT = (
@@ -26,256 +27,383 @@ NO_TELEGRAM_HINT = (
 )
 
 
-def _can_send_codes() -> bool:
+def _type_error(name: str, value: Any) -> str:
+    """Why ``value`` does not fit setting ``name``, or ""."""
+    expected = BY_NAME[name].type
+    types = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
+        return ""
+    names = " or ".join(t.__name__ for t in types)
+    return f"VERIFICATION[{name!r}] must be {names}, not {type(value).__name__}."
+
+
+def _config() -> dict[str, Any] | None:
+    """The merged configuration, or None while E001 or E003 stand."""
+    if not isinstance(getattr(settings, "VERIFICATION", {}), dict):
+        return None
     config = get_config()
-    has_credentials = bool(config["TELEGRAM_API_ID"] and config["TELEGRAM_API_HASH"])
-    return bool(config["EMBEDDED_SANDBOX"] or config["TELEGRAM_SERVER"] or has_credentials)
+    if any(_type_error(setting.name, config[setting.name]) for setting in SETTINGS):
+        return None
+    return config
+
+
+# The VERIFICATION dict ---------------------------------------------------------------------------
 
 
 @register()
-def check_telegram_configured(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Codes need Telegram credentials, a TELEGRAM_SERVER or the embedded sandbox. Missing
-    secrets are a deployment concern (a host's CI runs ``check`` and ``migrate`` without
-    them), so this is a warning; ``check --deploy`` makes it an error (E020)."""
-    if not isinstance(getattr(settings, "VERIFICATION", {}), dict) or _can_send_codes():
-        return []  # E001 reports a VERIFICATION that is not a dict
-    return [Warning(NO_TELEGRAM, hint=NO_TELEGRAM_HINT, id="verification.W020")]
-
-
-@register(deploy=True)
-def check_telegram_configured_for_deployment(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """A deployed site must be able to send codes: it needs Telegram credentials, a
-    TELEGRAM_SERVER or the embedded sandbox."""
-    if not isinstance(getattr(settings, "VERIFICATION", {}), dict) or _can_send_codes():
-        return []  # E001 reports a VERIFICATION that is not a dict
-    return [Error(NO_TELEGRAM, hint=NO_TELEGRAM_HINT, id="verification.E020")]
-
-
-@register()
-def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    messages: list[Any] = []
-    user = getattr(settings, "VERIFICATION", {})
-    if not isinstance(user, dict):
-        return [
-            Error(
-                "The VERIFICATION setting must be a dict.",
-                hint="Set VERIFICATION = {...} with the keys listed in the README.",
-                id="verification.E001",
-            )
-        ]
-    for key in unknown_keys():
-        messages.append(
-            Error(
-                f"VERIFICATION has an unknown key {key!r}.",
-                hint="Known keys: " + ", ".join(sorted(DEFAULTS)) + ".",
-                id="verification.E002",
-            )
+def check_settings_is_a_dict(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """VERIFICATION is a dict."""
+    if isinstance(getattr(settings, "VERIFICATION", {}), dict):
+        return []
+    return [
+        Error(
+            "The VERIFICATION setting must be a dict.",
+            hint="Set VERIFICATION = {...} with the keys listed in the README.",
+            id="verification.E001",
         )
+    ]
+
+
+@register()
+def check_known_keys(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """Every key of VERIFICATION is a setting of the app."""
+    if not isinstance(getattr(settings, "VERIFICATION", {}), dict):
+        return []
+    return [
+        Error(
+            f"VERIFICATION has an unknown key {key!r}.",
+            hint="Known keys: " + ", ".join(sorted(BY_NAME)) + ".",
+            id="verification.E002",
+        )
+        for key in unknown_keys()
+    ]
+
+
+@register()
+def check_types(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """Every setting has the type the settings table gives it."""
+    if not isinstance(getattr(settings, "VERIFICATION", {}), dict):
+        return []
     config = get_config()
-    for key, expected in REQUIRED_TYPES.items():
-        value = config.get(key)
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            names = (
-                " or ".join(t.__name__ for t in expected)
-                if isinstance(expected, tuple)
-                else expected.__name__
-            )
-            messages.append(
-                Error(
-                    f"VERIFICATION[{key!r}] must be {names}, not {type(value).__name__}.",
-                    id="verification.E003",
-                )
-            )
-    if messages:
-        return messages
-    for key in (
-        "MAX_ATTEMPTS",
-        "EXPIRES_AFTER",
-        "LEASE_SECONDS",
-        "REQUEST_TIMEOUT",
-        "SANDBOX_CODE_LIFETIME",
-        "TELEGRAM_SERVER_DC_ID",
-    ):
-        if config[key] <= 0:
-            messages.append(
-                Error(f"VERIFICATION[{key!r}] must be greater than 0.", id="verification.E004")
-            )
-    for key in ("MAX_RESENDS", "DEFAULT_RESEND_TIMEOUT", "SANDBOX_RESEND_TIMEOUT"):
-        if config[key] < 0:
-            messages.append(
-                Error(f"VERIFICATION[{key!r}] must not be negative.", id="verification.E004")
-            )
+    errors = (_type_error(setting.name, config[setting.name]) for setting in SETTINGS)
+    return [Error(text, id="verification.E003") for text in errors if text]
+
+
+@register()
+def check_number_signs(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """Counts and durations are positive, or at least not negative, as the table says."""
+    if (config := _config()) is None:
+        return []
+    messages: Messages = []
+    for setting in SETTINGS:
+        value = config[setting.name]
+        if setting.sign == "positive" and value <= 0:
+            text = f"VERIFICATION[{setting.name!r}] must be greater than 0."
+        elif setting.sign == "non-negative" and value < 0:
+            text = f"VERIFICATION[{setting.name!r}] must not be negative."
+        else:
+            continue
+        messages.append(Error(text, id="verification.E004"))
+    return messages
+
+
+@register()
+def check_rate_limit_scopes(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """RATE_LIMITS names only known scopes."""
+    if (config := _config()) is None:
+        return []
+    return [
+        Error(
+            f"VERIFICATION['RATE_LIMITS'] has an unknown scope {scope!r}.",
+            hint="Scopes: " + ", ".join(RATE_LIMIT_SCOPES) + ".",
+            id="verification.E006",
+        )
+        for scope in config["RATE_LIMITS"]
+        if scope not in RATE_LIMIT_SCOPES
+    ]
+
+
+def _is_limit(limit: Any) -> bool:
+    return (
+        isinstance(limit, (list, tuple))
+        and len(limit) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in limit)
+    )
+
+
+@register()
+def check_rate_limit_values(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """Each rate limit is (count, seconds) of positive integers, or None."""
+    if (config := _config()) is None:
+        return []
+    return [
+        Error(
+            f"VERIFICATION['RATE_LIMITS'][{scope!r}] must be (count, seconds) or None.",
+            id="verification.E005",
+        )
+        for scope, limit in config["RATE_LIMITS"].items()
+        if limit is not None and not _is_limit(limit)
+    ]
+
+
+@register()
+def check_gateway_class(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """GATEWAY names an importable TelegramGateway subclass."""
+    if (config := _config()) is None:
+        return []
     try:
         gateway = import_string(config["GATEWAY"])
     except ImportError as exc:
-        messages.append(
+        return [
             Error(
                 f"VERIFICATION['GATEWAY'] {config['GATEWAY']!r} cannot be imported: {exc}",
                 hint="Use verification.gateway.telethon_gateway.TelethonGateway (the default).",
                 id="verification.E007",
             )
+        ]
+    if isinstance(gateway, type) and issubclass(gateway, TelegramGateway):
+        return []
+    return [
+        Error(
+            f"VERIFICATION['GATEWAY'] {config['GATEWAY']!r} is not a TelegramGateway subclass.",
+            id="verification.E007",
         )
-    else:
-        if not (isinstance(gateway, type) and issubclass(gateway, TelegramGateway)):
-            messages.append(
-                Error(
-                    f"VERIFICATION['GATEWAY'] {config['GATEWAY']!r} is not a TelegramGateway "
-                    "subclass.",
-                    id="verification.E007",
-                )
-            )
-    regions = [config["DEFAULT_REGION"]] if config["DEFAULT_REGION"] else []
-    for region in [*regions, *config["ALLOWED_REGIONS"], *config["DENIED_REGIONS"]]:
-        if not isinstance(region, str) or region.upper() not in SUPPORTED_REGIONS:
-            messages.append(
-                Error(
-                    f"{region!r} is not a region code (ISO 3166-1 alpha-2, like 'GB').",
-                    hint="Used in DEFAULT_REGION, ALLOWED_REGIONS and DENIED_REGIONS.",
-                    id="verification.E008",
-                )
-            )
-    for scope in config["RATE_LIMITS"]:
-        if scope not in RATE_LIMIT_SCOPES:
-            messages.append(
-                Error(
-                    f"VERIFICATION['RATE_LIMITS'] has an unknown scope {scope!r}.",
-                    hint="Scopes: " + ", ".join(RATE_LIMIT_SCOPES) + ".",
-                    id="verification.E006",
-                )
-            )
-    for scope, limit in config["RATE_LIMITS"].items():
-        if limit is not None and not (
-            isinstance(limit, (list, tuple))
-            and len(limit) == 2
-            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in limit)
-        ):
-            messages.append(
-                Error(
-                    f"VERIFICATION['RATE_LIMITS'][{scope!r}] must be (count, seconds) or None.",
-                    id="verification.E005",
-                )
-            )
-    channel_layers = getattr(settings, "CHANNEL_LAYERS", {})
-    if config["CHANNEL_LAYER"] not in channel_layers:
-        messages.append(
-            Error(
-                f"No channel layer named {config['CHANNEL_LAYER']!r} is configured.",
-                hint="Phone verification talks to its Telegram worker through a channel layer: "
-                "set CHANNEL_LAYERS (InMemoryChannelLayer for one process, Redis for several).",
-                id="verification.E010",
-            )
-        )
-    elif (
-        "InMemoryChannelLayer" in channel_layers[config["CHANNEL_LAYER"]].get("BACKEND", "")
-        and not config["EMBEDDED_WORKER"]
-    ):
-        messages.append(
-            Error(
-                "EMBEDDED_WORKER is off but the channel layer is in-memory, so no separate "
-                "Telegram worker process can receive requests.",
-                hint="Use a shared channel layer (Redis) or turn EMBEDDED_WORKER on.",
-                id="verification.E011",
-            )
-        )
-    if config["TELEGRAM_SERVER"]:
-        host, _, port = config["TELEGRAM_SERVER"].rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            messages.append(
-                Error(
-                    f"TELEGRAM_SERVER {config['TELEGRAM_SERVER']!r} is not host:port.",
-                    id="verification.E021",
-                )
-            )
-        key = config["TELEGRAM_SERVER_PUBLIC_KEY"]
-        if not key:
-            messages.append(
-                Error(
-                    "TELEGRAM_SERVER is set but TELEGRAM_SERVER_PUBLIC_KEY is not.",
-                    hint="Give the path of the server's RSA public key (PEM); "
-                    "`manage.py telegram_sandbox` writes one.",
-                    id="verification.E022",
-                )
-            )
-        elif not Path(key).exists():
-            messages.append(
-                Error(
-                    f"TELEGRAM_SERVER_PUBLIC_KEY {key!r} does not exist.",
-                    id="verification.E023",
-                )
-            )
-        elif not Path(key).is_file():
-            messages.append(
-                Error(
-                    f"TELEGRAM_SERVER_PUBLIC_KEY {key!r} is not a file.",
-                    id="verification.E023",
-                )
-            )
-        elif "-----BEGIN" not in Path(key).read_text(errors="replace"):
-            messages.append(
-                Error(
-                    f"TELEGRAM_SERVER_PUBLIC_KEY {key!r} is not a PEM public key.",
-                    id="verification.E024",
-                )
-            )
-    if config["EMBEDDED_SANDBOX"] and not config["EMBEDDED_WORKER"]:
-        messages.append(
-            Warning(
-                "EMBEDDED_SANDBOX is on but EMBEDDED_WORKER is off: the sandbox only starts with "
-                "the embedded worker, so no codes can be sent.",
-                hint="Run a standalone sandbox (manage.py telegram_sandbox) and set "
-                "TELEGRAM_SERVER, or turn EMBEDDED_WORKER on.",
-                id="verification.W031",
-            )
-        )
-    if config["EMBEDDED_SANDBOX"] and not settings.DEBUG:
-        messages.append(
-            Warning(
-                "The embedded Telegram sandbox is on with DEBUG off: visitors cannot receive "
-                "real codes.",
-                hint="Configure Telegram credentials for production.",
-                id="verification.W030",
-            )
-        )
-    return messages
+    ]
 
 
 @register()
-def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """ENCRYPTION_KEYS replaces ENCRYPTION_KEY, so set only one of them; ENCRYPTION_KEYS lists
-    each key once and none blank."""
-    if not isinstance(getattr(settings, "VERIFICATION", {}), dict):
-        return []  # E001
-    config = get_config()
-    keys = config["ENCRYPTION_KEYS"]
-    if not isinstance(keys, (list, tuple)):
-        return []  # E003
-    messages: list[Any] = []
-    usable = [key for key in keys if isinstance(key, str) and key]
-    if usable and config["ENCRYPTION_KEY"]:
-        messages.append(
-            Warning(
-                "VERIFICATION sets both ENCRYPTION_KEY and ENCRYPTION_KEYS: ENCRYPTION_KEY is "
-                "ignored.",
-                hint="Move its value into ENCRYPTION_KEYS (after the newest key) and remove "
-                "ENCRYPTION_KEY.",
-                id="verification.W040",
-            )
+def check_region_codes(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """DEFAULT_REGION, ALLOWED_REGIONS and DENIED_REGIONS hold ISO 3166-1 alpha-2 codes."""
+    if (config := _config()) is None:
+        return []
+    regions = [config["DEFAULT_REGION"]] if config["DEFAULT_REGION"] else []
+    return [
+        Error(
+            f"{region!r} is not a region code (ISO 3166-1 alpha-2, like 'GB').",
+            hint="Used in DEFAULT_REGION, ALLOWED_REGIONS and DENIED_REGIONS.",
+            id="verification.E008",
         )
-    if len(usable) != len(keys):
-        messages.append(
-            Warning(
-                "VERIFICATION['ENCRYPTION_KEYS'] has an empty entry (or one that is not a "
-                "string); it is ignored.",
-                hint="Every key must be a non-empty string.",
-                id="verification.W040",
-            )
+        for region in [*regions, *config["ALLOWED_REGIONS"], *config["DENIED_REGIONS"]]
+        if not isinstance(region, str) or region.upper() not in SUPPORTED_REGIONS
+    ]
+
+
+# Processes: channel layer and cache --------------------------------------------------------------
+
+
+@register()
+def check_channel_layer_exists(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """CHANNEL_LAYER names a configured channel layer."""
+    if (config := _config()) is None:
+        return []
+    if config["CHANNEL_LAYER"] in getattr(settings, "CHANNEL_LAYERS", {}):
+        return []
+    return [
+        Error(
+            f"No channel layer named {config['CHANNEL_LAYER']!r} is configured.",
+            hint="Phone verification talks to its Telegram worker through a channel layer: "
+            "set CHANNEL_LAYERS (InMemoryChannelLayer for one process, Redis for several).",
+            id="verification.E010",
         )
-    if len(set(usable)) != len(usable):
-        messages.append(
-            Warning(
-                "VERIFICATION['ENCRYPTION_KEYS'] lists the same key more than once.",
-                hint="List each key once, newest first.",
-                id="verification.W040",
-            )
+    ]
+
+
+@register()
+def check_separate_workers_share_the_channel_layer(
+    app_configs: Any = None, **kwargs: Any
+) -> Messages:
+    """Telegram workers in their own processes need a channel layer shared between processes."""
+    if (config := _config()) is None or config["EMBEDDED_WORKER"]:
+        return []
+    layer = getattr(settings, "CHANNEL_LAYERS", {}).get(config["CHANNEL_LAYER"], {})
+    if "InMemoryChannelLayer" not in layer.get("BACKEND", ""):
+        return []
+    return [
+        Error(
+            "EMBEDDED_WORKER is off but the channel layer is in-memory, so no separate "
+            "Telegram worker process can receive requests.",
+            hint="Use a shared channel layer (Redis) or turn EMBEDDED_WORKER on.",
+            id="verification.E011",
         )
-    return messages
+    ]
+
+
+@register()
+def check_separate_workers_share_the_cache(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """Several processes need a shared cache: rate limits and the resend lock live in it."""
+    if (config := _config()) is None or config["EMBEDDED_WORKER"]:
+        return []
+    cache = getattr(settings, "CACHES", {}).get("default", {})
+    if "LocMemCache" not in cache.get("BACKEND", ""):
+        return []
+    return [
+        Warning(
+            "EMBEDDED_WORKER is off but the default cache is LocMemCache: rate limits and the "
+            "resend lock are kept per process, so each web and worker process counts alone.",
+            hint="Use a cache shared by every process, such as "
+            "django.core.cache.backends.redis.RedisCache.",
+            id="verification.W012",
+        )
+    ]
+
+
+# Telegram ----------------------------------------------------------------------------------------
+
+
+def _can_send_codes(config: dict[str, Any]) -> bool:
+    has_credentials = bool(config["TELEGRAM_API_ID"] and config["TELEGRAM_API_HASH"])
+    return bool(config["EMBEDDED_SANDBOX"] or config["TELEGRAM_SERVER"] or has_credentials)
+
+
+@register()
+def check_telegram_configured(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """Codes need Telegram credentials, a TELEGRAM_SERVER or the embedded sandbox (a warning:
+    a host's CI runs ``check`` and ``migrate`` without its secrets; E020 under ``--deploy``)."""
+    if (config := _config()) is None or _can_send_codes(config):
+        return []
+    return [Warning(NO_TELEGRAM, hint=NO_TELEGRAM_HINT, id="verification.W020")]
+
+
+@register(deploy=True)
+def check_telegram_configured_for_deployment(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """A deployed site can send codes: Telegram credentials, a TELEGRAM_SERVER or the sandbox."""
+    if (config := _config()) is None or _can_send_codes(config):
+        return []
+    return [Error(NO_TELEGRAM, hint=NO_TELEGRAM_HINT, id="verification.E020")]
+
+
+@register()
+def check_telegram_server_address(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """TELEGRAM_SERVER, when set, is host:port."""
+    if (config := _config()) is None or not config["TELEGRAM_SERVER"]:
+        return []
+    host, _, port = config["TELEGRAM_SERVER"].rpartition(":")
+    if host and port.isdigit() and 0 < int(port) < 65536:
+        return []
+    return [
+        Error(
+            f"TELEGRAM_SERVER {config['TELEGRAM_SERVER']!r} is not host:port.",
+            id="verification.E021",
+        )
+    ]
+
+
+@register()
+def check_telegram_server_public_key(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """TELEGRAM_SERVER, when set, comes with TELEGRAM_SERVER_PUBLIC_KEY: a PEM file."""
+    if (config := _config()) is None or not config["TELEGRAM_SERVER"]:
+        return []
+    key = config["TELEGRAM_SERVER_PUBLIC_KEY"]
+    if not key:
+        return [
+            Error(
+                "TELEGRAM_SERVER is set but TELEGRAM_SERVER_PUBLIC_KEY is not.",
+                hint="Give the path of the server's RSA public key (PEM); "
+                "`manage.py telegram_sandbox` writes one.",
+                id="verification.E022",
+            )
+        ]
+    path = Path(key)
+    if not path.exists():
+        return [
+            Error(f"TELEGRAM_SERVER_PUBLIC_KEY {key!r} does not exist.", id="verification.E023")
+        ]
+    if not path.is_file():
+        return [Error(f"TELEGRAM_SERVER_PUBLIC_KEY {key!r} is not a file.", id="verification.E023")]
+    if "-----BEGIN" not in path.read_text(errors="replace"):
+        return [
+            Error(
+                f"TELEGRAM_SERVER_PUBLIC_KEY {key!r} is not a PEM public key.",
+                id="verification.E024",
+            )
+        ]
+    return []
+
+
+@register()
+def check_embedded_sandbox_in_production(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """The embedded sandbox is for development: it is not on with DEBUG off."""
+    if (config := _config()) is None or not config["EMBEDDED_SANDBOX"] or settings.DEBUG:
+        return []
+    return [
+        Warning(
+            "The embedded Telegram sandbox is on with DEBUG off: visitors cannot receive "
+            "real codes.",
+            hint="Configure Telegram credentials for production.",
+            id="verification.W030",
+        )
+    ]
+
+
+@register()
+def check_embedded_sandbox_has_a_worker(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """The embedded sandbox starts with the embedded worker, so it needs EMBEDDED_WORKER on."""
+    if (config := _config()) is None or not config["EMBEDDED_SANDBOX"]:
+        return []
+    if config["EMBEDDED_WORKER"]:
+        return []
+    return [
+        Warning(
+            "EMBEDDED_SANDBOX is on but EMBEDDED_WORKER is off: the sandbox only starts with "
+            "the embedded worker, so no codes can be sent.",
+            hint="Run a standalone sandbox (manage.py telegram_sandbox) and set "
+            "TELEGRAM_SERVER, or turn EMBEDDED_WORKER on.",
+            id="verification.W031",
+        )
+    ]
+
+
+# Encryption keys ---------------------------------------------------------------------------------
+
+
+def _usable_keys(config: dict[str, Any]) -> list[str]:
+    return [key for key in config["ENCRYPTION_KEYS"] if isinstance(key, str) and key]
+
+
+@register()
+def check_one_kind_of_encryption_key(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """ENCRYPTION_KEYS replaces ENCRYPTION_KEY, so only one of them is set."""
+    if (config := _config()) is None or not (_usable_keys(config) and config["ENCRYPTION_KEY"]):
+        return []
+    return [
+        Warning(
+            "VERIFICATION sets both ENCRYPTION_KEY and ENCRYPTION_KEYS: ENCRYPTION_KEY is ignored.",
+            hint="Move its value into ENCRYPTION_KEYS (after the newest key) and remove "
+            "ENCRYPTION_KEY.",
+            id="verification.W040",
+        )
+    ]
+
+
+@register()
+def check_encryption_keys_are_strings(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """Every entry of ENCRYPTION_KEYS is a non-empty string."""
+    if (config := _config()) is None:
+        return []
+    if len(_usable_keys(config)) == len(config["ENCRYPTION_KEYS"]):
+        return []
+    return [
+        Warning(
+            "VERIFICATION['ENCRYPTION_KEYS'] has an empty entry (or one that is not a "
+            "string); it is ignored.",
+            hint="Every key must be a non-empty string.",
+            id="verification.W040",
+        )
+    ]
+
+
+@register()
+def check_encryption_keys_are_distinct(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """ENCRYPTION_KEYS lists each key once."""
+    if (config := _config()) is None:
+        return []
+    usable = _usable_keys(config)
+    if len(set(usable)) == len(usable):
+        return []
+    return [
+        Warning(
+            "VERIFICATION['ENCRYPTION_KEYS'] lists the same key more than once.",
+            hint="List each key once, newest first.",
+            id="verification.W040",
+        )
+    ]
