@@ -13,11 +13,41 @@ from telethon.network.connection import (
     ConnectionTcpAbridged,
     ConnectionTcpFull,
     ConnectionTcpIntermediate,
+    ConnectionTcpObfuscated,
+)
+from telethon.network.connection.tcpintermediate import (
+    IntermediatePacketCodec,
+    RandomizedIntermediatePacketCodec,
 )
 
 pytestmark = pytest.mark.asyncio
 
-TRANSPORTS = [ConnectionTcpFull, ConnectionTcpIntermediate, ConnectionTcpAbridged]
+
+class PaddedIntermediateCodec(RandomizedIntermediatePacketCodec):
+    tag = b"\xdd\xdd\xdd\xdd"  # Telethon uses its padded codec only inside obfuscation
+
+
+class ConnectionTcpPaddedIntermediate(ConnectionTcpIntermediate):
+    packet_codec = PaddedIntermediateCodec
+
+
+class ConnectionTcpObfuscatedIntermediate(ConnectionTcpObfuscated):
+    packet_codec = IntermediatePacketCodec
+
+
+class ConnectionTcpObfuscatedPaddedIntermediate(ConnectionTcpObfuscated):
+    packet_codec = RandomizedIntermediatePacketCodec
+
+
+TRANSPORTS = [
+    ConnectionTcpFull,
+    ConnectionTcpIntermediate,
+    ConnectionTcpPaddedIntermediate,
+    ConnectionTcpAbridged,
+    ConnectionTcpObfuscated,  # obfuscated abridged
+    ConnectionTcpObfuscatedIntermediate,
+    ConnectionTcpObfuscatedPaddedIntermediate,
+]
 
 
 @pytest.mark.parametrize("connection", TRANSPORTS, ids=lambda c: c.__name__)

@@ -1,7 +1,9 @@
-"""MTProto TCP transports (full, intermediate, padded intermediate, abridged).
+"""MTProto TCP transports: full, intermediate, padded intermediate, abridged, and the obfuscated
+form of the last three.
 
 The server detects the transport from the first bytes a client sends and answers in the same one.
-See https://core.telegram.org/mtproto/mtproto-transports.
+See https://core.telegram.org/mtproto/mtproto-transports and
+https://core.telegram.org/mtproto/mtproto-transports#transport-obfuscation.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import os
 import struct
 from zlib import crc32
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 INTERMEDIATE_TAG = b"\xee\xee\xee\xee"
 PADDED_INTERMEDIATE_TAG = b"\xdd\xdd\xdd\xdd"
 ABRIDGED_TAG = 0xEF
+OBFUSCATED_ABRIDGED_TAG = b"\xef\xef\xef\xef"
 
 # Telegram caps a packet at about 1 MiB; anything much bigger is garbage (or an unsupported
 # transport such as the obfuscated one) and the connection is dropped.
@@ -157,8 +162,62 @@ class AbridgedTransport(Transport):
         return struct.pack(">I", token | 0x80000000)
 
 
+class _DecryptingReader:
+    """``readexactly`` through the client-to-server AES-CTR stream of an obfuscated connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, decryptor: object) -> None:
+        self._reader = reader
+        self._decryptor = decryptor
+
+    async def readexactly(self, n: int) -> bytes:
+        return self._decryptor.update(await self._reader.readexactly(n))  # type: ignore[attr-defined]
+
+
+class ObfuscatedTransport(Transport):
+    """Abridged, intermediate or padded intermediate inside AES-256-CTR after a 64-byte init.
+
+    The client's random init holds its key (bytes 8-40) and IV (40-56); the server-to-client
+    direction uses the same 48 bytes reversed. Bytes 56-60, once decrypted, name the transport.
+    MTProxy secrets (which hash a secret into both keys) and fake TLS are not supported.
+    """
+
+    def __init__(self, init: bytes) -> None:
+        reverse = init[8:56][::-1]
+        self._decryptor = Cipher(algorithms.AES(init[8:40]), modes.CTR(init[40:56])).decryptor()
+        self._encryptor = Cipher(algorithms.AES(reverse[:32]), modes.CTR(reverse[32:])).encryptor()
+        tag = self._decryptor.update(init)[56:60]
+        if tag == OBFUSCATED_ABRIDGED_TAG:
+            self._inner: Transport = AbridgedTransport()
+        elif tag == INTERMEDIATE_TAG:
+            self._inner = IntermediateTransport()
+        elif tag == PADDED_INTERMEDIATE_TAG:
+            self._inner = IntermediateTransport(padded=True)
+        else:
+            raise TransportError(f"obfuscated init names no known transport (tag {tag.hex()})")
+        self.name = f"obfuscated {self._inner.name}"
+        self._reader: _DecryptingReader | None = None
+
+    async def read_packet(self, reader: asyncio.StreamReader) -> Packet:
+        if self._reader is None:
+            self._reader = _DecryptingReader(reader, self._decryptor)
+        return await self._inner.read_packet(self._reader)  # type: ignore[arg-type]
+
+    def frame(self, payload: bytes) -> bytes:
+        return self._encryptor.update(self._inner.frame(payload))
+
+    def frame_quick_ack(self, token: int) -> bytes | None:
+        ack = self._inner.frame_quick_ack(token)
+        return None if ack is None else self._encryptor.update(ack)
+
+
 async def detect_transport(reader: asyncio.StreamReader) -> Transport:
-    """Read the transport tag (or the first bytes of a full-transport packet)."""
+    """Tell the transport from the first bytes, as Telegram's servers do.
+
+    ``0xef`` is abridged, ``0xeeeeeeee`` intermediate, ``0xdddddddd`` padded intermediate. Else
+    the first 8 bytes are either a full-transport header, whose sequence number (bytes 4-8) is
+    0 in a connection's first packet, or the start of an obfuscated init, which clients make
+    sure is never that (nor any of the tags above, nor an HTTP verb).
+    """
     first = await reader.readexactly(1)
     if first[0] == ABRIDGED_TAG:
         return AbridgedTransport()
@@ -167,9 +226,12 @@ async def detect_transport(reader: asyncio.StreamReader) -> Transport:
         return IntermediateTransport()
     if head == PADDED_INTERMEDIATE_TAG:
         return IntermediateTransport(padded=True)
-    if head in (b"POST", b"GET ", b"HEAD"):
+    if head in (b"POST", b"GET ", b"HEAD", b"OPTI"):
         raise TransportError("the HTTP transport is not supported")
-    return FullTransport(head)
+    head += await reader.readexactly(4)
+    if head[4:8] == bytes(4):
+        return FullTransport(head)
+    return ObfuscatedTransport(head + await reader.readexactly(56))
 
 
 def transport_error(code: int) -> bytes:
