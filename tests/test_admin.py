@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 from django.test import AsyncClient
 from django.urls import reverse
@@ -104,7 +107,7 @@ async def test_review_and_cancel_actions(fake_settings, staff, make_sender, stop
     url = reverse("admin:verification_phoneverification_changelist")
     for action in ("approve", "cancel"):
         response = await client.post(
-            url, {"action": action, "_selected_action": [str(verification.pk)]}
+            url, {"action": action, "_selected_action": [str(verification.pk)], "apply": "1"}
         )
         assert response.status_code == 302
     row = await PhoneVerification.objects.aget(pk=verification.pk)
@@ -147,9 +150,19 @@ async def test_summary_shows_conversion(fake_settings, staff, make_sender, stop_
     response = await client.get(reverse("admin:verification_phoneverification_summary"))
     assert response.status_code == 200
     body = response.content.decode()
-    assert '<th scope="row">Started</th><td>4</td>' in body
+    assert re.search(r'<th scope="row">Started</th><td><a href="[^"]+">4</a></td>', body)
     assert '<th scope="row">Conversion</th><td>50 %</td>' in body
-    assert "<code>PHONE_CODE_EXPIRED</code></td><td>2</td>" in body
+    expired = re.search(
+        r'<span title="PHONE_CODE_EXPIRED">Code expired</span></td><td><a href="([^"]+)">2</a>',
+        body,
+    )
+    assert expired
+    # The selected period is said, not only linked; every count opens the matching list.
+    assert '<strong aria-current="page">last 7 days</strong>' in body
+    assert "Verifications started in the last 7 days" in body
+    listed = await client.get(html.unescape(expired.group(1)))
+    assert listed.status_code == 200
+    assert listed.context["cl"].result_count == 2
     changelist = await client.get(reverse("admin:verification_phoneverification_changelist"))
     assert reverse("admin:verification_phoneverification_summary") in changelist.content.decode()
 
@@ -190,7 +203,139 @@ async def test_review_note_can_be_cleared(fake_settings, staff, make_sender, sto
     )
     await client.post(
         reverse("admin:verification_phoneverification_changelist"),
-        {"action": "approve", "_selected_action": [str(verification.pk)]},
+        {"action": "approve", "_selected_action": [str(verification.pk)], "apply": "1"},
     )
     row = await PhoneVerification.objects.aget(pk=verification.pk)
     assert (row.review_status, row.review_note) == ("approved", "kept")
+
+
+async def verifications_with_codes(make_sender, numbers):
+    """One verification per number, each sent an SMS code; the first one then expires."""
+    from asgiref.sync import sync_to_async
+
+    from verification import services
+    from verification.errors import ErrorCode
+    from verification.gateway import SentCode
+
+    await sync_to_async(make_sender)()
+    await sync_to_async(services.sender_account_leases_renew)(owner="w")
+    rows = []
+    for n, number in enumerate(numbers):
+        verification, _ = await sync_to_async(services.verification_start)(
+            owner=f"owner-{n}", user=None, phone_number=number
+        )
+        await sync_to_async(services.verification_code_sent)(
+            verification_id=verification.pk,
+            sent=SentCode(type="missed_call", phone_code_hash="h", length=4, next_type="sms"),
+        )
+        rows.append(verification)
+    await sync_to_async(services.verification_attempt_start)(verification_id=rows[0].pk)
+    await sync_to_async(services.verification_attempt_result)(
+        verification_id=rows[0].pk, error=ErrorCode.PHONE_CODE_EXPIRED
+    )
+    return rows
+
+
+@pytest.mark.asyncio
+async def test_the_list_speaks_human_and_finds_a_number_as_shown(
+    fake_settings, staff, make_sender, stop_runtime
+):
+    numbers = ["+9996629005", "+9996629006", "+9996639005", "+9996621234"]
+    await verifications_with_codes(make_sender, numbers)
+    client = AsyncClient()
+    await client.aforce_login(staff)
+    url = reverse("admin:verification_phoneverification_changelist")
+
+    page = await client.get(url)
+    body = page.content.decode()
+    assert '<td class="field-code_type_label">Missed call</td>' in body
+    assert '<td class="field-last_error_label">Code expired</td>' in body
+    assert ">missed_call<" not in body
+    assert ">PHONE_CODE_EXPIRED<" not in body
+    # Filters name every value, the empty region included (no link without text).
+    assert re.search(r'<a href="\?region=">\s*No region \(test numbers\)\s*</a>', body)
+    assert re.search(r'<a href="\?code_type=missed_call">\s*Missed call\s*</a>', body)
+    filters = body[body.index('id="changelist-filter"') :]
+    assert not re.search(r"<a [^>]*>\s*</a>", filters[: filters.index("</nav>")])
+
+    found = await client.get(url, {"q": "+999 66 2 9005"})
+    assert [row.phone_number for row in found.context["cl"].result_list] == ["+9996629005"]
+    found = await client.get(url, {"q": "+999 66 2"})
+    assert found.context["cl"].result_count == 3
+
+
+@pytest.mark.asyncio
+async def test_the_timeline_is_to_the_second_and_readable(
+    fake_settings, staff, make_sender, stop_runtime
+):
+    from django.utils import timezone
+
+    [verification] = await verifications_with_codes(make_sender, ["+9996629005"])
+    client = AsyncClient()
+    await client.aforce_login(staff)
+    page = await client.get(
+        reverse("admin:verification_phoneverification_change", args=[verification.pk])
+    )
+    body = page.content.decode()
+    sent = await verification.events.filter(kind="code_sent").afirst()
+    assert timezone.localtime(sent.created_at).strftime("%H:%M:%S") in body
+    assert "<strong>code type</strong>: Missed call" in body
+    assert "<strong>next type</strong>: SMS" in body
+    assert "<strong>code length</strong>: 4" in body
+    assert '"code_type"' not in body
+
+
+@pytest.mark.asyncio
+async def test_verifications_cannot_be_deleted(fake_settings, staff, make_sender, stop_runtime):
+    verification = await started_verification(make_sender)
+    client = AsyncClient()
+    await client.aforce_login(staff)
+    page = await client.get(reverse("admin:verification_phoneverification_changelist"))
+    assert "delete_selected" not in page.content.decode()
+    change = await client.get(
+        reverse("admin:verification_phoneverification_change", args=[verification.pk])
+    )
+    assert "deletelink" not in change.content.decode()
+    delete = await client.post(
+        reverse("admin:verification_phoneverification_delete", args=[verification.pk]),
+        {"post": "yes"},
+    )
+    assert delete.status_code == 403
+    assert await PhoneVerification.objects.filter(pk=verification.pk).aexists()
+
+
+@pytest.mark.asyncio
+async def test_bulk_review_asks_for_a_note_and_warns_about_unverified(
+    fake_settings, staff, make_sender, stop_runtime
+):
+    rows = await verifications_with_codes(make_sender, ["+9996629005", "+9996629006"])
+    client = AsyncClient()
+    await client.aforce_login(staff)
+    url = reverse("admin:verification_phoneverification_changelist")
+    selected = [str(row.pk) for row in rows]
+
+    confirm = await client.post(url, {"action": "approve", "_selected_action": selected})
+    assert confirm.status_code == 200
+    body = confirm.content.decode()
+    assert "2 of the selected verifications did not verify their numbers." in body
+    assert 'name="review_note"' in body
+    assert not await PhoneVerification.objects.filter(review_status="approved").aexists()
+
+    done = await client.post(
+        url,
+        {
+            "action": "approve",
+            "_selected_action": selected,
+            "apply": "1",
+            "review_note": "Checked by phone call",
+        },
+        follow=True,
+    )
+    messages = [str(message) for message in done.context["messages"]]
+    assert "2 verifications reviewed." in messages
+    assert "2 approved verifications did not verify their numbers." in messages
+    notes = [
+        (row.review_status, row.review_note)
+        async for row in PhoneVerification.objects.filter(pk__in=selected)
+    ]
+    assert notes == [("approved", "Checked by phone call")] * 2

@@ -123,3 +123,73 @@ class SenderPasswordForm(forms.Form):
         label=_("Two-step verification password"),
         widget=forms.PasswordInput(render_value=False),
     )
+
+
+# Display helpers: the human, translated names staff see for the protocol's values.
+
+CODE_TYPE_LABELS = {
+    "app": _("Telegram app"),
+    "sms": _("SMS"),
+    "call": _("Phone call"),
+    "flash_call": _("Flash call"),
+    "missed_call": _("Missed call"),
+    "email": _("Email"),
+    "fragment_sms": _("SMS on Fragment"),
+    "firebase_sms": _("Firebase SMS"),
+    "sms_word": _("Word by SMS"),
+    "sms_phrase": _("Phrase by SMS"),
+}
+
+ERROR_LABELS = {
+    "BAD_MESSAGE": _("Malformed message"),
+    "PHONE_NUMBER_INVALID": _("Invalid number"),
+    "PHONE_NUMBER_BANNED": _("Number banned by Telegram"),
+    "PHONE_NUMBER_FLOOD": _("Too many codes for the number"),
+    "PHONE_NUMBER_NOT_ALLOWED": _("Country not allowed"),
+    "PHONE_NOT_ON_TELEGRAM": _("Not on Telegram"),
+    "FLOOD_WAIT": _("Telegram asked to wait"),
+    "RATE_LIMITED": _("Site send limit reached"),
+    "PHONE_CODE_EMPTY": _("Empty code"),
+    "PHONE_CODE_INVALID": _("Wrong code"),
+    "PHONE_CODE_EXPIRED": _("Code expired"),
+    "TOO_MANY_ATTEMPTS": _("Too many wrong codes"),
+    "RESEND_NOT_AVAILABLE": _("Resend asked too early"),
+    "SEND_CODE_UNAVAILABLE": _("No other delivery option"),
+    "NO_ACTIVE_VERIFICATION": _("No verification in progress"),
+    "NO_SENDER_ACCOUNT": _("No sender account"),
+    "TELEGRAM_UNAVAILABLE": _("Telegram unreachable"),
+    "INTERNAL": _("Internal error"),
+    "LOGIN_REQUIRED": _("Sign-in required"),
+    "PASSWORD_INVALID": _("Wrong password"),
+}
+
+
+def code_type_label(value: str | None) -> str:
+    """The human name of a code or next type ("" when there is none)."""
+    if not value:
+        return ""
+    return str(CODE_TYPE_LABELS.get(value, value))
+
+
+def error_label(value: str | None) -> str:
+    """The human name of a stable error code; unknown values are shown as they are."""
+    if not value:
+        return ""
+    return str(ERROR_LABELS.get(value, value))
+
+
+def phone_search_term(term: str) -> str | None:
+    """The E.164 number (or its start) a search term means when it is a phone number in any
+    common format, such as the admin shows it (``+999 66 2 9005``); else None."""
+    text = term.strip()
+    if not text or any(not (ch.isdigit() or ch in " +-().") for ch in text):
+        return None
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) < 6 or not (text.startswith(("+", "00")) or " " in text or "-" in text):
+        return None
+    try:
+        e164, _international, _region = parse_phone_number(text)
+    except forms.ValidationError:
+        # Part of a number, or one the site would refuse today: still a number, by its digits.
+        return "+" + digits.removeprefix("00") if text.startswith(("+", "00")) else None
+    return e164
