@@ -8,6 +8,7 @@ import logging
 import secrets
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import translation
@@ -75,6 +76,15 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         await self._join()
         await self.accept()
         await self.send_frame(frame("state", await engine.current(self.owner)))
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every message, a thread hop per
+        # frame. This consumer touches the database only through verification.db, whose
+        # threads look after their own connections.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def _join(self) -> None:
         if self.owner and not self.group:
