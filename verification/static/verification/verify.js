@@ -3,62 +3,6 @@
 // renders the latest snapshot, counts the server's timers down locally and sends the visitor's
 // actions. Reload, reconnect and a second tab all resume from the snapshot the server sends.
 
-const FALLBACK_STRINGS = {
-  send_code: "Send code",
-  send_new_code: "Send a new code",
-  sending: "Sending code…",
-  send_code_wait: "Send code in {time}",
-  retry_in: "Try again in {time}.",
-  rate_limited: "Too many codes were requested. You can ask for a new code in {time}.",
-  expires_soon: "The code expires in {time}.",
-  label_code: "Code",
-  label_word: "Word from the SMS",
-  label_phrase: "Phrase from the SMS",
-  phone_required: "Enter your phone number, with its country code.",
-  code_required: "Enter the code.",
-  code_wrong_length: "The code has {length} characters.",
-  verifying: "Checking the code…",
-  code_app: "We sent the code to your Telegram app on another device.",
-  code_sms: "We sent an SMS with the code to {phone}.",
-  code_call: "Telegram is calling {phone}. Listen for the code.",
-  code_flash_call: "Telegram will call {phone}; the code is the calling number.",
-  code_missed_call:
-    "You will get a missed call from a number starting with {prefix}. Enter its last {length} digits.",
-  code_email: "We sent the code to your email.",
-  code_fragment_sms: "Get the code for {phone} in Anonymous Numbers on Fragment.",
-  code_firebase_sms: "We sent an SMS with a {length}-digit code.",
-  code_sms_word: "Enter the word from the SMS (it starts with “{beginning}”).",
-  code_sms_word_plain: "Enter the word from the SMS.",
-  code_sms_phrase: "Enter the phrase from the SMS (it starts with “{beginning}”).",
-  code_sms_phrase_plain: "Enter the phrase from the SMS.",
-  code_unknown: "We sent you a code for {phone}.",
-  countdown_call: "Telegram will call you in {time}",
-  countdown_sms: "Send the code by SMS in {time}",
-  countdown_missed_call: "Get a missed call in {time}",
-  countdown_flash_call: "Get a call in {time}",
-  countdown_fragment_sms: "Get the code on Fragment in {time}",
-  resend_sms: "Send the code by SMS",
-  resend_call: "Call me instead",
-  resend_missed_call: "Give me a missed call instead",
-  resend_flash_call: "Call me instead",
-  resend_fragment_sms: "Get the code on Fragment",
-  resend_requesting: "Asking Telegram for another code…",
-  resend_ready: "Didn’t get the code? You can now choose “{action}”.",
-  expires: "Code valid for {time}",
-  attempts_left_any: "Attempts left: {count}",
-  attempts_left: {},
-  status_cancelled: "Verification cancelled.",
-  status_expired: "The code expired. Send a new code to try again.",
-  status_failed: "This verification did not succeed. Send a new code to try again.",
-  verified_announce: "Phone number {phone} verified.",
-  connecting: "Connecting…",
-  reconnecting: "Reconnecting…",
-  not_connected: "Not connected to the server right now. Reconnecting…",
-  websocket_unavailable:
-    "Live updates are unavailable: this page needs WebSockets. Check your connection, allow WebSockets or try another browser, then reload the page.",
-  error_fallback: "Something went wrong. Please try again.",
-};
-
 // Code types whose code is typed as digits (and may be auto-submitted once complete).
 const DIGIT_TYPES = new Set([
   "app",
@@ -124,17 +68,13 @@ const el = {
 const strings = loadStrings();
 const pageTitle = document.title;
 
+// Every string is translated on the server (json_script-style data block in the template).
 function loadStrings() {
-  const merged = { ...FALLBACK_STRINGS };
-  const node = $("verification-strings");
-  if (node) {
-    try {
-      Object.assign(merged, JSON.parse(node.textContent));
-    } catch {
-      // Keep the fallbacks: a broken translation must not break the page.
-    }
+  try {
+    return JSON.parse($("verification-strings").textContent);
+  } catch {
+    return {}; // a broken block shows keys, never a broken page
   }
-  return merged;
 }
 
 function format(template, params = {}) {
@@ -144,7 +84,7 @@ function format(template, params = {}) {
 }
 
 function t(key, params) {
-  return format(strings[key] ?? FALLBACK_STRINGS[key] ?? key, params);
+  return format(strings[key] ?? key, params);
 }
 
 // Fills `node` with a translated sentence, emphasising the substituted values (the number, the
@@ -416,7 +356,7 @@ function codeDescription(v) {
     case "email":
     case "fragment_sms":
     case "firebase_sms":
-      return [strings[`code_${code.type}`] ?? FALLBACK_STRINGS[`code_${code.type}`], params];
+      return [strings[`code_${code.type}`], params];
     default:
       return [t("code_unknown"), params];
   }
