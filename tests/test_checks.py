@@ -377,3 +377,19 @@ def test_the_missing_credentials_rule_is_tagged_deploy():
         registry.registry.get_checks()
     )
     assert check_telegram_configured_for_deployment in deploy_only
+
+
+def test_gateway_options_the_gateway_does_not_take(configure):
+    configure(
+        EMBEDDED_SANDBOX=True,
+        GATEWAY="verification.gateway.fake.FakeGateway",
+        GATEWAY_OPTIONS={"server": "127.0.0.1:1"},
+    )
+    message = only(check_settings())
+    assert message.id == "verification.E009"
+    assert "'server'" in message.msg
+
+
+def test_gateway_options_the_gateway_takes(configure):
+    configure(EMBEDDED_SANDBOX=True, GATEWAY_OPTIONS={"request_timeout": 5, "dc_id": 1})
+    assert check_settings() == []

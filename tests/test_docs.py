@@ -43,3 +43,11 @@ def test_protocol_documents_every_error_code_and_no_other():
 
 def test_every_error_code_has_a_message():
     assert set(MESSAGES) == set(ErrorCode)
+
+
+def test_embedding_guide_lists_every_system_check():
+    checks = (ROOT / "verification" / "checks.py").read_text()
+    ids = set(re.findall(r'id="(verification\.[EW]\d{3})"', checks))
+    guide = (ROOT / "docs" / "embedding.md").read_text()
+    listed = set(re.findall(r"^\| `(verification\.[EW]\d{3})`", guide, flags=re.MULTILINE))
+    assert listed == ids

@@ -97,6 +97,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Dotted path of the transport class; `verification.gateway.fake.FakeGateway` is an "
         "in-memory one for tests.",
     ),
+    Setting(
+        "GATEWAY_OPTIONS",
+        {},
+        dict,
+        "Keyword arguments for the `GATEWAY` class. `TelethonGateway` takes `server`, "
+        "`public_key_file`, `api_id`, `api_hash`, `dc_id` and `request_timeout`; each one left "
+        "out comes from `TELEGRAM_SERVER`, `TELEGRAM_SERVER_PUBLIC_KEY`, `TELEGRAM_API_ID`, "
+        "`TELEGRAM_API_HASH`, `TELEGRAM_SERVER_DC_ID` and `REQUEST_TIMEOUT`. `FakeGateway` takes "
+        "`resend_timeout` and `delay`.",
+    ),
     Setting("CHANNEL_LAYER", "default", str, "Alias of the channel layer the app uses."),
     Setting(
         "MAX_ATTEMPTS",
@@ -153,7 +163,9 @@ SETTINGS: tuple[Setting, ...] = (
         dict,
         'Sends allowed per window, as `(count, seconds)`, per scope: `"session"`, `"phone"`, '
         '`"ip"` (IPv6 per /64) and `"user"`; cache-backed. Scopes left out keep their default; '
-        "`None` switches one limit off, and `RATE_LIMITS = None` all of them.",
+        "`None` switches one limit off, and `RATE_LIMITS = None` all of them. Only sends that "
+        "reach a worker count. Behind a proxy, run daphne with `--proxy-headers` so visitors' "
+        "addresses are counted, not the proxy's.",
     ),
     Setting(
         "ALLOW_TEST_NUMBERS",

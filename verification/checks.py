@@ -7,6 +7,7 @@ mistake is reported once, by the rule it breaks.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from django.utils.module_loading import import_string
 from phonenumbers import SUPPORTED_REGIONS
 
 from .app_settings import BY_NAME, RATE_LIMIT_SCOPES, SETTINGS, get_config, unknown_keys
+from .gateway import gateway_options
 from .gateway.base import TelegramGateway
 
 Messages = list[CheckMessage]
@@ -169,6 +171,30 @@ def check_gateway_class(app_configs: Any = None, **kwargs: Any) -> Messages:
             id="verification.E007",
         )
     ]
+
+
+@register()
+def check_gateway_options(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """GATEWAY_OPTIONS are keyword arguments the GATEWAY class's constructor takes."""
+    if (config := _config()) is None:
+        return []
+    try:
+        gateway = import_string(config["GATEWAY"])
+    except ImportError:
+        return []  # E007
+    if not (isinstance(gateway, type) and issubclass(gateway, TelegramGateway)):
+        return []  # E007
+    try:
+        inspect.signature(gateway).bind(**gateway_options(gateway))
+    except TypeError as exc:
+        return [
+            Error(
+                f"VERIFICATION['GATEWAY_OPTIONS'] do not fit {config['GATEWAY']}: {exc}.",
+                hint="See the GATEWAY_OPTIONS setting in the README for each gateway's options.",
+                id="verification.E009",
+            )
+        ]
+    return []
 
 
 @register()

@@ -102,12 +102,14 @@ _sender_numbers = itertools.count(secrets.randbelow(500))
 def sandbox_sender(sandbox_settings: SandboxThread, transactional_db: Any) -> Any:
     """A sender account signed in to the sandbox (a fresh ``+99966 1 7YYY`` number)."""
     from verification import services
+    from verification.app_settings import get_config
+    from verification.gateway import settings_derived_options
     from verification.gateway.telethon_gateway import TelethonGateway
 
     phone = f"+999661{7000 + next(_sender_numbers) % 1000}"
 
     async def sign_in() -> Any:
-        gateway = TelethonGateway()
+        gateway = TelethonGateway(**settings_derived_options(get_config()))
         try:
             await gateway.login_send_code("verification.testing", phone)
             code = sandbox_settings.last_code(phone)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..errors import ErrorCode
 
@@ -84,7 +85,16 @@ class AccountUnusable(GatewayError):
 
 
 class TelegramGateway(ABC):
-    """Talks to Telegram on behalf of the site's sender accounts."""
+    """Talks to Telegram on behalf of the site's sender accounts.
+
+    Built with the ``GATEWAY_OPTIONS`` setting as keyword arguments (see
+    :func:`verification.gateway.gateway_from_settings`).
+    """
+
+    #: Constructor options the app fills in from its own settings (``server``,
+    #: ``public_key_file``, ``api_id``, ``api_hash``, ``dc_id``, ``request_timeout``) when
+    #: ``GATEWAY_OPTIONS`` leaves them out. A gateway lists the ones it takes.
+    settings_options: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     async def open(self, account_id: int, session: str) -> None:

@@ -3,6 +3,7 @@
 It follows the sandbox's rules for test numbers (``+99966XYYYY`` gets the code ``X`` five times,
 SMS then call then nothing) without any network. Codes it "delivers" land in
 :attr:`FakeGateway.outbox`; :meth:`FakeGateway.fail_next` scripts errors.
+``tests/test_gateway_contract.py`` holds it to the same contract as Telethon on the sandbox.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ import secrets
 from dataclasses import dataclass
 
 from ..errors import ErrorCode
-from .base import GatewayError, LoginResult, PasswordNeeded, SentCode, TelegramGateway
+from .base import (
+    AccountUnusable,
+    GatewayError,
+    LoginResult,
+    PasswordNeeded,
+    SentCode,
+    TelegramGateway,
+)
 
 _CHAIN = {"sms": "call", "call": None}
 
@@ -28,6 +36,8 @@ class _Code:
 
 class FakeGateway(TelegramGateway):
     outbox: list[tuple[str, str]] = []
+    #: Sessions ended with :meth:`log_out`; they can no longer be opened.
+    logged_out: set[str] = set()
     _scripted: list[tuple[str, GatewayError]] = []
     _codes: dict[str, _Code] = {}
     delay: float = 0.0
@@ -36,6 +46,7 @@ class FakeGateway(TelegramGateway):
     @classmethod
     def reset(cls) -> None:
         cls.outbox = []
+        cls.logged_out = set()
         cls._scripted = []
         cls._codes = {}
         cls.delay = 0.0
@@ -51,8 +62,13 @@ class FakeGateway(TelegramGateway):
         codes = [code for phone, code in cls.outbox if phone == phone_number]
         return codes[-1] if codes else None
 
-    def __init__(self, **kwargs: object) -> None:
-        # Accepts the Telethon gateway's server options and ignores them.
+    def __init__(self, *, resend_timeout: int | None = None, delay: float | None = None) -> None:
+        """``resend_timeout``: seconds before a resend (60); ``delay``: seconds every call
+        waits first (0). Left out, the class-wide values tests may set apply."""
+        if resend_timeout is not None:
+            self.resend_timeout = resend_timeout
+        if delay is not None:
+            self.delay = delay
         self._open: set[int] = set()
 
     async def _enter(self, method: str) -> None:
@@ -96,6 +112,10 @@ class FakeGateway(TelegramGateway):
 
     async def open(self, account_id: int, session: str) -> None:
         await self._enter("open")
+        if session in self.logged_out:
+            raise AccountUnusable(
+                ErrorCode.TELEGRAM_UNAVAILABLE, telegram_error="AuthKeyUnregisteredError"
+            )
         self._open.add(account_id)
 
     async def close(self, account_id: int) -> None:
@@ -189,3 +209,4 @@ class FakeGateway(TelegramGateway):
 
     async def log_out(self, session: str) -> None:
         await self._enter("log_out")
+        self.logged_out.add(session)

@@ -15,7 +15,6 @@ from telethon import TelegramClient, errors, functions, types
 from telethon.crypto import rsa
 from telethon.sessions import StringSession
 
-from ..app_settings import get_config
 from ..errors import ErrorCode
 from .base import (
     AccountUnusable,
@@ -140,14 +139,35 @@ def _withdraw(client: TelegramClient, request: Any) -> None:
 
 
 class TelethonGateway(TelegramGateway):
-    def __init__(self, *, server: str | None = None, public_key_file: str | None = None) -> None:
-        config = get_config()
-        self.api_id: int = config["TELEGRAM_API_ID"] or 1
-        self.api_hash: str = config["TELEGRAM_API_HASH"] or "sandbox"
-        self.server: str = server if server is not None else config["TELEGRAM_SERVER"]
-        self.dc_id: int = config["TELEGRAM_SERVER_DC_ID"]
-        self.request_timeout: float = config["REQUEST_TIMEOUT"]
-        key_path = public_key_file or config["TELEGRAM_SERVER_PUBLIC_KEY"]
+    """Telegram over Telethon; point ``server`` at a sandbox or a test DC, or leave it empty for
+    Telegram's production servers."""
+
+    settings_options = (
+        "server",
+        "public_key_file",
+        "api_id",
+        "api_hash",
+        "dc_id",
+        "request_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        server: str = "",
+        public_key_file: str = "",
+        api_id: int = 0,
+        api_hash: str = "",
+        dc_id: int = 2,
+        request_timeout: float = 30,
+    ) -> None:
+        # The sandbox accepts any application; Telethon refuses to start without one.
+        self.api_id = api_id or 1
+        self.api_hash = api_hash or "sandbox"
+        self.server = server
+        self.dc_id = dc_id
+        self.request_timeout = request_timeout
+        key_path = public_key_file
         if key_path and key_path not in _added_keys:
             # Telethon only uses a key whose fingerprint the server advertises, so adding the
             # sandbox's (or a test DC's) key leaves production keys untouched.
