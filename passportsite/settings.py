@@ -126,7 +126,14 @@ else:
             "CONFIG": {"capacity": CHANNEL_CAPACITY},
         }
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Sessions, rate-limit counters and flood waits live here: the stock 300 entries would
+    # evict them under any real load.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 # Sessions are read through the cache (every WebSocket connect reads one), written to both.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"

@@ -315,6 +315,8 @@ def _finish(
         verification,
         ["status", "finished_at", "resend_at", "last_error", "attempts", "flood_until"],
     )
+    if error:
+        data["error"] = error
     event_record(verification=verification, kind=kind, actor=actor, staff_user=staff_user, **data)
     if status == Status.VERIFIED:
         _on_commit_signal(signals.verification_verified, verification)
