@@ -8,6 +8,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -74,6 +75,7 @@ class SenderAccountAdmin(admin.ModelAdmin):
     ]
     actions = ["activate", "deactivate"]
     change_list_template = "admin/verification/senderaccount/change_list.html"
+    delete_confirmation_template = "admin/verification/senderaccount/delete_confirmation.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Accounts are connected by signing in (the "Connect" page or manage.py telegram_login).
@@ -134,6 +136,37 @@ class SenderAccountAdmin(admin.ModelAdmin):
             "phone_number": state.get("phone_number", ""),
         }
         return TemplateResponse(request, "admin/verification/senderaccount/connect.html", context)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Deleting goes through each account's page, which logs the account out of Telegram
+        # first and says so when Telegram cannot be reached.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """Log the account out of Telegram, then delete it; if Telegram cannot be reached, say
+        so and offer to delete it anyway."""
+        confirmed = request.method == "POST" and "post" in request.POST
+        if confirmed and "delete_anyway" not in request.POST:
+            account = self.get_object(request, unquote(object_id))
+            if account is not None and self.has_delete_permission(request, account):
+                answer = async_to_sync(_log_out)(account.pk)
+                if "error" in answer:
+                    self.message_user(
+                        request,
+                        _("The account could not be logged out of Telegram: %(error)s")
+                        % {"error": MESSAGES[ErrorCode(answer["error"])]},
+                        messages.ERROR,
+                    )
+                    return redirect(request.path + "?log_out_failed=1")
+        extra_context = {
+            **(extra_context or {}),
+            "log_out_failed": request.method == "GET" and "log_out_failed" in request.GET,
+        }
+        return super().delete_view(request, object_id, extra_context)
 
     @admin.display(description=_("last error"), ordering="last_error")
     def last_error_short(self, account: SenderAccount) -> str:
@@ -515,6 +548,11 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
         for row in queryset.values_list(*columns):
             writer.writerow(row)
         return response
+
+
+async def _log_out(account_id: int) -> dict[str, Any]:
+    await runtime.ensure_started()
+    return await worker_login("log_out", secrets.token_hex(12), account=account_id)
 
 
 async def _login_step(action: str, state: dict[str, Any], **data: Any) -> dict[str, Any]:

@@ -179,6 +179,11 @@ def sender_account_flooded_until(*, now: datetime | None = None) -> datetime | N
     )
 
 
+def sender_account_session(*, account_id: int) -> str | None:
+    """The saved Telegram session of sender account ``account_id``; None if it is gone."""
+    return SenderAccount.objects.filter(pk=account_id).values_list("session", flat=True).first()
+
+
 def sender_account_exists() -> bool:
     return SenderAccount.objects.filter(is_active=True).exclude(session="").exists()
 

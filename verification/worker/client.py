@@ -35,11 +35,13 @@ async def worker_login(
     layer: BaseChannelLayer | None = None,
     **data: Any,
 ) -> dict[str, Any]:
-    """One step of signing a sender account in, done by a Telegram worker.
+    """One step of signing a sender account in (or out), done by a Telegram worker.
 
     The first step (``send_code``) goes to any worker; later steps go to the ``worker`` named in
-    the first answer, because it holds the half-signed-in client. Returns the worker's answer:
-    ``{"step": "code" | "password" | "done" | "aborted", "worker": ...}`` or ``{"error": code}``.
+    the first answer, because it holds the half-signed-in client. ``log_out`` (with
+    ``account=<id>``) goes to any worker and ends that account's Telegram session. Returns the
+    worker's answer: ``{"step": "code" | "password" | "done" | "aborted" | "logged_out",
+    "worker": ...}`` or ``{"error": code}``.
     """
     config = get_config()
     layer = layer or get_channel_layer(config["CHANNEL_LAYER"])

@@ -22,7 +22,7 @@ from ..frames import error_frame, frame
 from ..gateway import GatewayError, TelegramGateway
 from ..gateway.base import AccountUnusable, PasswordNeeded
 from ..models import PhoneVerification
-from ..selectors import verification_get
+from ..selectors import sender_account_session, verification_get
 from .leases import LeaseKeeper
 
 logger = logging.getLogger("verification.worker")
@@ -301,6 +301,14 @@ class Handlers:
                     account = await db(services.sender_account_save)(result=result)
                     answer = {"step": "done", "account": account.pk}
                     on_done()
+            elif action == "log_out":
+                # Before the admin deletes the account: end its session on Telegram too.
+                account_id = message["account"]
+                session = await db(sender_account_session)(account_id=account_id)
+                await self.gateway.close(account_id)
+                if session:
+                    await self.gateway.log_out(session)
+                answer = {"step": "logged_out"}
             else:
                 await self.gateway.login_abort(login_id)
                 answer = {"step": "aborted"}
