@@ -52,6 +52,7 @@ def test_vectors_and_unchanged_objects():
 def test_undeclared_and_unsupported_layers():
     assert layers.answer_layer(None) == layers.OLDEST_LAYER  # the oldest served
     assert layers.answer_layer(150) == layers.OLDEST_LAYER
+    assert layers.answer_layer(218) == 220  # between two schemas that differ: the next one
     assert layers.answer_layer(300) == layers.CURRENT_LAYER == 229
     assert 222 in layers.SUPPORTED_LAYERS and 218 not in layers.SUPPORTED_LAYERS
     assert layers.served_ranges() == "201-216, 220-229"

@@ -207,4 +207,4 @@ async def test_an_unsupported_layer_is_logged_once_per_connection(raw, caplog):
         await asyncio.sleep(0.05)
     logged = [r.getMessage() for r in caplog.records if "layer 218" in r.getMessage()]
     assert len(logged) == 1, logged
-    assert "does not serve" in logged[0]
+    assert "does not serve; answering in layer 220" in logged[0]

@@ -259,12 +259,14 @@ def served_ranges() -> str:
 def answer_layer(declared: int | None) -> int:
     """The layer the sandbox answers in when a client declared ``declared`` (None: nothing).
 
-    A client that never declared one gets the oldest layer served; a layer outside the range
-    gets the nearest end of it.
+    A client that never declared one gets the oldest layer served, a newer layer than the
+    sandbox's gets its own, and any other layer the next one served.
     """
     if declared is None:
         return OLDEST_LAYER
-    return min(max(declared, OLDEST_LAYER), CURRENT_LAYER)
+    if declared >= CURRENT_LAYER:
+        return CURRENT_LAYER
+    return min(layer for layer in SUPPORTED_LAYERS if layer >= declared)
 
 
 def _form_for(obj: TLObject, layer: int) -> Form | None:
