@@ -24,7 +24,7 @@ from verification.sandbox import SandboxThread, handshake
 
 pytestmark = pytest.mark.asyncio
 
-SANDBOX_LAYER = 229  # the TL layer of Telethon 1.45, which the sandbox answers in
+SANDBOX_LAYER = 229  # Telethon 1.45's TL layer, the newest the sandbox serves
 
 
 def _tl_bytes(data: bytes) -> bytes:
@@ -111,7 +111,8 @@ async def kurigram(
 
 
 async def test_client_speaks_the_sandbox_layer():
-    # Kurigram 2.2.26 is on layer 229 like Telethon 1.45, so every constructor matches.
+    # Kurigram 2.2.26 is on layer 229 like Telethon 1.45, so every constructor matches (older
+    # layers are answered in their own constructors; see test_sandbox_raw_client.py).
     assert pyrogram.raw.all.layer == SANDBOX_LAYER
 
 
