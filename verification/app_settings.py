@@ -159,13 +159,20 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "RATE_LIMITS",
-        {"session": (10, 600), "phone": (5, 3600), "ip": (30, 3600)},
+        {
+            "session": (10, 600),
+            "phone": (5, 3600),
+            "ip": (30, 3600),
+            "global": (1000, 3600),
+            "account": (200, 3600),
+        },
         dict,
-        'Sends allowed per window, as `(count, seconds)`, per scope: `"session"`, `"phone"`, '
-        '`"ip"` (IPv6 per /64) and `"user"`; cache-backed. Scopes left out keep their default; '
-        "`None` switches one limit off, and `RATE_LIMITS = None` all of them. Only sends that "
-        "reach a worker count. Behind a proxy, run daphne with `--proxy-headers` so visitors' "
-        "addresses are counted, not the proxy's.",
+        'Sends allowed in any span of `seconds`, as `(count, seconds)`, per scope: `"session"`, '
+        '`"phone"`, `"ip"` (IPv6 per /64), `"user"` (signed-in), `"global"` (the whole site) and '
+        '`"account"` (each sender account; a full one passes sends to the others). Kept in the '
+        "default cache, which every process must share. Scopes left out keep their default; "
+        "`None` switches one limit off, and `RATE_LIMITS = None` all of them. Refused sends use "
+        "up no quota ([docs/security.md](docs/security.md)).",
     ),
     Setting(
         "ALLOW_TEST_NUMBERS",
@@ -208,7 +215,7 @@ SETTINGS: tuple[Setting, ...] = (
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
 DEFAULTS: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS}
 
-RATE_LIMIT_SCOPES = ("session", "phone", "ip", "user")
+RATE_LIMIT_SCOPES = ("session", "phone", "ip", "user", "global", "account")
 
 
 @cache

@@ -22,6 +22,7 @@ from . import rows, signals
 from .app_settings import get_config
 from .errors import ErrorCode, VerificationError
 from .gateway.base import LoginResult, SentCode
+from .limits import Limit, limits_release, limits_take
 from .models import PhoneVerification, SenderAccount, VerificationEvent
 from .selectors import (
     sender_account_exists,
@@ -67,37 +68,14 @@ def event_record(
     )
 
 
-def _rate_limit_key(scope: str, value: str, now: datetime) -> tuple[str, int, int, int] | None:
-    """(cache key, limit, window, seconds left in the window), or None when not limited."""
-    limit = get_config()["RATE_LIMITS"].get(scope)
-    if not limit or not value:
-        return None
-    count, window = limit
-    window_start = int(now.timestamp()) // window * window
-    left = max(1, window_start + window - int(now.timestamp()))
-    return f"verification:rate:{scope}:{value}:{window_start}", count, window, left
-
-
-def _rate_limits_check(scopes: list[tuple[str, str]], now: datetime) -> None:
-    """Raise RATE_LIMITED if any scope has used up its window (counts nothing)."""
-    for scope, value in scopes:
-        entry = _rate_limit_key(scope, value, now)
-        if entry is not None and (cache.get(entry[0]) or 0) >= entry[1]:
-            raise VerificationError(ErrorCode.RATE_LIMITED, retry_after=entry[3])
-
-
-def _rate_limits_count(scopes: list[tuple[str, str]], now: datetime) -> None:
-    """Count one send in every scope (only sends that really go to Telegram)."""
-    for scope, value in scopes:
-        entry = _rate_limit_key(scope, value, now)
-        if entry is None:
-            continue
-        key, _, window, _ = entry
-        cache.add(key, 0, timeout=window + 1)
-        try:
-            cache.incr(key)
-        except ValueError:
-            cache.set(key, 1, timeout=window + 1)
+def _limits(scopes: list[tuple[str, str]]) -> list[Limit]:
+    """The configured limits of ``scopes`` (scope, value); scopes without a value are skipped."""
+    config = get_config()["RATE_LIMITS"]
+    return [
+        Limit(scope, value, *config[scope])
+        for scope, value in scopes
+        if value and config.get(scope)
+    ]
 
 
 class ResendInFlight(Exception):
@@ -149,26 +127,30 @@ def verification_start(
         raise VerificationError(
             ErrorCode.FLOOD_WAIT, retry_after=math.ceil((flood_until - now).total_seconds())
         )
-    scopes = [
-        ("session", owner),
-        ("phone", phone_number),
-        ("ip", _ip_bucket(ip_address)),
-        ("user", str(user.pk) if user is not None else ""),
-    ]
-    _rate_limits_check(scopes, now)
-    for attempt in range(3):
-        try:
-            started = _start(
-                owner=owner, user=user, phone_number=phone_number, region=region,
-                ip_address=ip_address, now=now,
-            )  # fmt: skip
-        except IntegrityError:
-            if attempt == 2:
-                raise
-            continue
-        # Counted only now: refused sends (no account, another limit) use up no quota.
-        _rate_limits_count(scopes, now)
-        return started
+    limits = _limits(
+        [
+            ("session", owner),
+            ("phone", phone_number),
+            ("ip", _ip_bucket(ip_address)),
+            ("user", str(user.pk) if user is not None else ""),
+            ("global", "all"),
+        ]
+    )
+    taken = limits_take(limits=limits, now=now.timestamp())
+    try:
+        for attempt in range(3):
+            try:
+                return _start(
+                    owner=owner, user=user, phone_number=phone_number, region=region,
+                    ip_address=ip_address, now=now,
+                )  # fmt: skip
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+    except BaseException:
+        # A send that never happened (no account, a lost race) uses up no quota.
+        limits_release(keys=taken)
+        raise
     raise AssertionError("unreachable")
 
 
@@ -183,9 +165,48 @@ def _start(
     now: datetime,
 ) -> tuple[PhoneVerification, list[PhoneVerification]]:
     config = get_config()
-    account = sender_account_pick(now=now)
-    if account is None:
-        raise _no_sender(now)
+    account, account_taken = _sender_pick_within_budget(now)
+    try:
+        return _insert(
+            owner=owner, user=user, phone_number=phone_number, region=region,
+            ip_address=ip_address, now=now, account=account, expires_after=config["EXPIRES_AFTER"],
+        )  # fmt: skip
+    except BaseException:
+        limits_release(keys=account_taken)
+        raise
+
+
+def _sender_pick_within_budget(now: datetime) -> tuple[SenderAccount, list[str]]:
+    """A sender account with budget left, and the budget counter taken from it."""
+    refusal: VerificationError | None = None
+    seen: set[int] = set()
+    # Picks take turns, so repeated picks walk the accounts; a repeat means all were tried.
+    for _ in range(32):
+        account = sender_account_pick(now=now)
+        if account is None or account.pk in seen:
+            break
+        seen.add(account.pk)
+        try:
+            return account, limits_take(
+                limits=_limits([("account", str(account.pk))]), now=now.timestamp()
+            )
+        except VerificationError as exc:
+            if refusal is None or (exc.retry_after or 0) < (refusal.retry_after or 0):
+                refusal = exc
+    raise refusal or _no_sender(now)
+
+
+def _insert(
+    *,
+    owner: str,
+    user: Any,
+    phone_number: str,
+    region: str,
+    ip_address: str | None,
+    now: datetime,
+    account: SenderAccount,
+    expires_after: int,
+) -> tuple[PhoneVerification, list[PhoneVerification]]:
     cancelled = [
         _finish(previous, Status.CANCELLED, kind=Kind.CANCELLED, actor=Actor.VISITOR,
                 reason="replaced")
@@ -201,7 +222,7 @@ def _start(
                 region=region,
                 sender_account=account,
                 status=Status.SENDING,
-                expires_at=now + timedelta(seconds=config["EXPIRES_AFTER"]),
+                expires_at=now + timedelta(seconds=expires_after),
                 ip_address=ip_address,
             )
         )
