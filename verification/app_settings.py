@@ -107,6 +107,71 @@ SETTINGS: tuple[Setting, ...] = (
         "`TELEGRAM_API_HASH`, `TELEGRAM_SERVER_DC_ID` and `REQUEST_TIMEOUT`. `FakeGateway` takes "
         "`resend_timeout` and `delay`.",
     ),
+    Setting(
+        "TRANSPORTS",
+        ["sender", "gateway"],
+        (list, tuple),
+        'How codes go out, in order of preference: `"sender"` (the site\'s sender accounts, '
+        'MTProto) and `"gateway"` (Telegram\'s Gateway API, used only when '
+        "`TELEGRAM_GATEWAY_TOKEN` is set). A send the first cannot do (no free sender account; "
+        "a number the Gateway cannot reach) falls through to the next.",
+    ),
+    Setting(
+        "TELEGRAM_GATEWAY_TOKEN",
+        "",
+        str,
+        "API token of your Telegram Gateway account (gateway.telegram.org); empty switches the "
+        "Gateway transport off. It also signs the delivery reports.",
+    ),
+    Setting(
+        "TELEGRAM_GATEWAY_URL",
+        "https://gatewayapi.telegram.org/",
+        str,
+        "Base URL of the Gateway API: Telegram's by default, the Gateway sandbox's in development.",
+    ),
+    Setting(
+        "TELEGRAM_GATEWAY_CALLBACK_URL",
+        "",
+        str,
+        "Absolute URL of the app's delivery-report endpoint (`gateway/report/` under the app's "
+        "URLs) that the Gateway posts delivery reports to; empty asks for no reports.",
+    ),
+    Setting(
+        "TELEGRAM_GATEWAY_SENDER_USERNAME",
+        "",
+        str,
+        "Username of a Telegram channel you own that the code is sent from; empty uses "
+        "Telegram's own Verification Codes chat.",
+    ),
+    Setting(
+        "TELEGRAM_GATEWAY_TTL",
+        600,
+        int,
+        "Seconds a Gateway message stays valid (30-3600); an undelivered message is refunded.",
+        sign="positive",
+    ),
+    Setting(
+        "TELEGRAM_GATEWAY_CODE_LENGTH",
+        6,
+        int,
+        "Digits in a code Telegram generates for the Gateway (4-8).",
+        sign="positive",
+    ),
+    Setting(
+        "TELEGRAM_GATEWAY_RESEND_TIMEOUT",
+        60,
+        int,
+        "Seconds before a Gateway code can be sent again (each resend is a new, billed message).",
+        sign="non-negative",
+    ),
+    Setting(
+        "TELEGRAM_GATEWAY_REPORT_WINDOW",
+        300,
+        int,
+        "Seconds a delivery report's signed timestamp may differ from the server clock; reports "
+        "outside it, and a signature seen before, are refused as replays.",
+        sign="positive",
+    ),
     Setting("CHANNEL_LAYER", "default", str, "Alias of the channel layer the app uses."),
     Setting(
         "MAX_ATTEMPTS",

@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     LOGIN_REQUIRED = "LOGIN_REQUIRED"
     PHONE_NUMBER_NOT_ALLOWED = "PHONE_NUMBER_NOT_ALLOWED"
     PASSWORD_INVALID = "PASSWORD_INVALID"
+    PHONE_NOT_ON_TELEGRAM = "PHONE_NOT_ON_TELEGRAM"
 
 
 MESSAGES = {
@@ -58,6 +59,9 @@ MESSAGES = {
     ErrorCode.LOGIN_REQUIRED: _("Sign in to verify a phone number."),
     ErrorCode.PHONE_NUMBER_NOT_ALLOWED: _("Numbers from this country cannot be verified here."),
     ErrorCode.PASSWORD_INVALID: _("That password is not right."),
+    ErrorCode.PHONE_NOT_ON_TELEGRAM: _(
+        "This number is not on Telegram, so we cannot send it a code there."
+    ),
 }
 
 
