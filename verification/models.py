@@ -56,6 +56,10 @@ class PhoneVerification(models.Model):
         APPROVED = "approved", _("Approved")
         REJECTED = "rejected", _("Rejected")
 
+    class Transport(models.TextChoices):
+        SENDER = "sender", _("Sender account")
+        GATEWAY = "gateway", _("Gateway API")
+
     ACTIVE_STATUSES = (Status.SENDING, Status.CODE_SENT)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -82,6 +86,13 @@ class PhoneVerification(models.Model):
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.SENDING, db_index=True
     )
+    transport = models.CharField(
+        _("transport"), max_length=8, choices=Transport.choices, default=Transport.SENDER
+    )
+    # The Gateway API's id of the message last sent (its delivery reports name it).
+    gateway_request_id = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    # The last delivery status the Gateway API reported for that message.
+    delivery = models.CharField(_("delivery"), max_length=16, blank=True)
     code_type = models.CharField(_("code type"), max_length=16, blank=True)
     code_length = models.PositiveSmallIntegerField(_("code length"), null=True, blank=True)
     code_pattern = models.CharField(max_length=64, blank=True)
@@ -153,6 +164,7 @@ class VerificationEvent(models.Model):
         EXPIRED = "expired", _("Expired")
         CANCELLED = "cancelled", _("Cancelled")
         REVIEWED = "reviewed", _("Reviewed")
+        DELIVERY = "delivery", _("Delivery report")
 
     class Actor(models.TextChoices):
         VISITOR = "visitor", _("Visitor")
