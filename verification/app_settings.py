@@ -275,6 +275,28 @@ SETTINGS: tuple[Setting, ...] = (
         "`manage.py verification_rotate_keys`, then remove the old key "
         "([how](docs/embedding.md#rotating-the-encryption-key)).",
     ),
+    Setting(
+        "PASSPORT_BOT_TOKEN",
+        "",
+        str,
+        "Token of the site's bot (@BotFather) that receives numbers shared with Telegram "
+        "Passport; empty switches Passport off (the embedded sandbox brings its own bot) "
+        "([set-up](docs/passport.md)).",
+    ),
+    Setting(
+        "PASSPORT_PRIVATE_KEY",
+        "",
+        str,
+        "The bot's RSA private key: PEM text, or the path of a PEM file. `manage.py "
+        "passport_keys` makes one and prints the public key for @BotFather's `/setpublickey`.",
+    ),
+    Setting(
+        "PASSPORT_EXPIRES_AFTER",
+        600,
+        int,
+        "Seconds a Passport request (its link and QR code) stays open.",
+        sign="positive",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import DatabaseError
 from django.utils.module_loading import import_string
 from phonenumbers import SUPPORTED_REGIONS
 
 from .app_settings import BY_NAME, RATE_LIMIT_SCOPES, SETTINGS, get_config, unknown_keys
 from .gateway import gateway_options
 from .gateway.base import TelegramGateway
+from .passport import bot_id_from_token, private_key_load, private_key_setting_text
 
 Messages = list[CheckMessage]
 
@@ -431,5 +433,109 @@ def check_encryption_keys_are_distinct(app_configs: Any = None, **kwargs: Any) -
             "VERIFICATION['ENCRYPTION_KEYS'] lists the same key more than once.",
             hint="List each key once, newest first.",
             id="verification.W040",
+        )
+    ]
+
+
+# Telegram Passport -------------------------------------------------------------------------------
+
+PASSPORT_KEY_HINT = (
+    "Run `manage.py passport_keys`, keep the private key it writes, and give the public key it "
+    "prints to @BotFather with /setpublickey."
+)
+
+
+@register()
+def check_passport_bot_token(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """PASSPORT_BOT_TOKEN, when set, is a bot token: ``<bot id>:<secret>``."""
+    if (config := _config()) is None or not config["PASSPORT_BOT_TOKEN"]:
+        return []
+    try:
+        bot_id_from_token(config["PASSPORT_BOT_TOKEN"])
+    except ValueError:
+        return [
+            Error(
+                "PASSPORT_BOT_TOKEN is not a bot token.",
+                hint="Copy the token @BotFather gave the bot; it looks like 123456789:AAE...",
+                id="verification.E050",
+            )
+        ]
+    return []
+
+
+@register()
+def check_passport_key_present(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """A Passport bot comes with its private key (PASSPORT_PRIVATE_KEY)."""
+    if (config := _config()) is None or not config["PASSPORT_BOT_TOKEN"]:
+        return []
+    if config["PASSPORT_PRIVATE_KEY"]:
+        return []
+    return [
+        Error(
+            "PASSPORT_BOT_TOKEN is set but PASSPORT_PRIVATE_KEY is not: shared numbers could "
+            "not be decrypted.",
+            hint=PASSPORT_KEY_HINT,
+            id="verification.E051",
+        )
+    ]
+
+
+@register()
+def check_passport_key_readable(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """PASSPORT_PRIVATE_KEY, when set, is an unencrypted RSA private key of 2048 bits or more
+    (PEM text, or a file holding one)."""
+    if (config := _config()) is None or not config["PASSPORT_PRIVATE_KEY"]:
+        return []
+    try:
+        key = private_key_load(private_key_setting_text(config["PASSPORT_PRIVATE_KEY"]))
+    except OSError as exc:
+        problem = f"cannot be read: {exc.strerror or exc}"
+    except (ValueError, TypeError):
+        problem = "is not an unencrypted RSA private key in PEM"
+    else:
+        if key.key_size >= 2048:
+            return []
+        problem = f"has {key.key_size} bits; Telegram asks for 2048 or more"
+    return [
+        Error(f"PASSPORT_PRIVATE_KEY {problem}.", hint=PASSPORT_KEY_HINT, id="verification.E052")
+    ]
+
+
+@register()
+def check_passport_key_has_a_bot(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """PASSPORT_PRIVATE_KEY is only used with PASSPORT_BOT_TOKEN."""
+    if (config := _config()) is None or config["PASSPORT_BOT_TOKEN"]:
+        return []
+    if not config["PASSPORT_PRIVATE_KEY"]:
+        return []
+    return [
+        Warning(
+            "PASSPORT_PRIVATE_KEY is set but PASSPORT_BOT_TOKEN is not, so Passport is off.",
+            hint="Set PASSPORT_BOT_TOKEN to the token of the bot whose public key this is.",
+            id="verification.W053",
+        )
+    ]
+
+
+@register(Tags.database)
+def check_passport_bot_signed_in(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """The Passport bot signed in the last time a Telegram worker tried (``check --database``)."""
+    if (config := _config()) is None or not config["PASSPORT_BOT_TOKEN"]:
+        return []
+    if not kwargs.get("databases"):
+        return []
+    from .selectors import passport_bot_error
+
+    try:
+        error = passport_bot_error(token=config["PASSPORT_BOT_TOKEN"])
+    except DatabaseError:
+        return []  # Not migrated yet.
+    if not error:
+        return []
+    return [
+        Warning(
+            f"The Passport bot could not sign in: {error}.",
+            hint="Check PASSPORT_BOT_TOKEN (@BotFather /token shows it) and TELEGRAM_API_ID.",
+            id="verification.W054",
         )
     ]

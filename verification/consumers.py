@@ -114,6 +114,7 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
             "verify": self.on_verify,
             "cancel": self.on_cancel,
             "state": self.on_state,
+            "passport_start": self.on_passport_start,
         }.get(content["type"])
         if handler is None:
             await self.send_error(ErrorCode.BAD_MESSAGE)
@@ -160,6 +161,30 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
             ip_address=(self.scope.get("client") or [None])[0],
         )
 
+    async def on_passport_start(self, content: dict[str, Any]) -> None:
+        user = self.scope.get("user")
+        signed_in = user is not None and user.is_authenticated
+        if get_config()["REQUIRE_LOGIN"] and not signed_in:
+            raise VerificationError(ErrorCode.LOGIN_REQUIRED)
+        await self._own()
+        await engine.passport_start(
+            owner=self.owner,
+            user=user if signed_in else None,
+            ip_address=(self.scope.get("client") or [None])[0],
+        )
+
+    async def _own(self) -> None:
+        """Give this socket's session an owner token (its first start)."""
+        if self.owner:
+            return
+        session = self.scope["session"]
+        if session.session_key is None:
+            # No page was loaded (no cookie): this socket alone owns what it starts.
+            self.owner = secrets.token_hex(16)
+        else:
+            self.owner = await db(session_owner)(session)
+        await self._join()
+
     async def on_resend(self, content: dict[str, Any]) -> engine.Request | None:
         return await engine.resend(owner=self.owner)
 
@@ -205,7 +230,7 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if not snapshot or snapshot["status"] not in ("sending", "code_sent"):
+        if not snapshot or snapshot["status"] not in ("sending", "code_sent", "waiting"):
             return
         waits = [snapshot["expires_in"]] if snapshot["expires_in"] is not None else []
         if snapshot["resend_in"]:

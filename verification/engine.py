@@ -20,10 +20,11 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 
-from . import services
+from . import passport, passport_services, services
 from .app_settings import get_config
 from .db import db
 from .errors import ErrorCode, VerificationError
+from .forms import PhoneForm
 from .frames import error_frame, frame, group_name
 from .models import PhoneVerification
 from .selectors import verification_get
@@ -202,6 +203,70 @@ async def no_answer(request: Request) -> None:
         await push(
             updated.owner, error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, updated), answers=request.id
         )
+
+
+# Telegram Passport ----------------------------------------------------------------------------
+
+
+async def passport_start(*, owner: str, user: Any, ip_address: str | None = None) -> None:
+    """Open a Passport request for ``owner`` (an active verification is cancelled); every tab
+    gets a ``passport_request`` frame with the link and its QR code."""
+    bot = passport.passport_bot()
+    if bot is None:
+        raise VerificationError(ErrorCode.PASSPORT_UNAVAILABLE)
+    nonce = passport.nonce_new()
+    verification, cancelled = await db(passport_services.verification_passport_start)(
+        owner=owner, user=user, nonce=nonce, ip_address=ip_address
+    )
+    for previous in cancelled:
+        await _hand_over(Request.new("cancel", previous))
+    url = passport.request_url(bot_id=bot.bot_id, public_key=bot.public_key, nonce=nonce)
+    request = frame("passport_request", verification, url=url, qr=passport.qr_svg(url))
+    request["expires_in"] = request["verification"]["expires_in"]
+    await push(owner, request)
+
+
+async def passport_receive(shared: passport.SharedPassport) -> None:
+    """What the bot received: decrypt and check it, finish the request its nonce names, and
+    tell that visitor's tabs. Bad input is recorded (an event, or a log line when it names no
+    request) and never raises."""
+    bot = passport.passport_bot()
+    if bot is None:
+        return
+    reject = db(passport_services.verification_passport_reject)
+    try:
+        nonce = passport.credentials_nonce(passport.credentials_decrypt(bot.private_key, shared))
+    except passport.PassportRejected as exc:
+        await reject(verification=None, reason=exc.reason, detail=exc.detail)
+        return
+    try:
+        verification = await db(passport_services.verification_passport_received)(
+            nonce=nonce, telegram_user_id=shared.user_id
+        )
+    except passport_services.PassportRefused as refused:
+        await reject(verification=refused.verification, reason=refused.reason)
+        if refused.ended and refused.verification is not None:
+            await push(refused.verification.owner, frame("expired", refused.verification))
+        return
+    await push(verification.owner, frame("state", verification))
+    reason, phone_number = "", ""
+    try:
+        form = PhoneForm({"phone_number": "+" + passport.shared_phone(shared).lstrip("+")})
+        if form.is_valid():
+            phone_number = form.cleaned_data["phone_number"]
+        else:
+            reason = "PHONE_NOT_ACCEPTED"
+    except passport.PassportRejected as exc:
+        reason = exc.reason
+    updated = await db(passport_services.verification_passport_result)(
+        verification_id=verification.pk, phone_number=phone_number, reason=reason
+    )
+    if updated is None:
+        return
+    if reason:
+        await push(updated.owner, error_frame(ErrorCode.PASSPORT_REJECTED, updated))
+    else:
+        await push(updated.owner, frame("verified", updated))
 
 
 # Frames after which no request about that verification can still be answered.

@@ -28,6 +28,8 @@ class ErrorCode(StrEnum):
     LOGIN_REQUIRED = "LOGIN_REQUIRED"
     PHONE_NUMBER_NOT_ALLOWED = "PHONE_NUMBER_NOT_ALLOWED"
     PASSWORD_INVALID = "PASSWORD_INVALID"
+    PASSPORT_UNAVAILABLE = "PASSPORT_UNAVAILABLE"
+    PASSPORT_REJECTED = "PASSPORT_REJECTED"
     PHONE_NOT_ON_TELEGRAM = "PHONE_NOT_ON_TELEGRAM"
 
 
@@ -59,6 +61,10 @@ MESSAGES = {
     ErrorCode.LOGIN_REQUIRED: _("Sign in to verify a phone number."),
     ErrorCode.PHONE_NUMBER_NOT_ALLOWED: _("Numbers from this country cannot be verified here."),
     ErrorCode.PASSWORD_INVALID: _("That password is not right."),
+    ErrorCode.PASSPORT_UNAVAILABLE: _("Telegram Passport is not available on this site."),
+    ErrorCode.PASSPORT_REJECTED: _(
+        "Telegram sent data we cannot accept. Please share your number again."
+    ),
     ErrorCode.PHONE_NOT_ON_TELEGRAM: _(
         "This number is not on Telegram, so we cannot send it a code there."
     ),

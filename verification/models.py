@@ -50,6 +50,13 @@ class PhoneVerification(models.Model):
         FAILED = "failed", _("Failed")
         EXPIRED = "expired", _("Expired")
         CANCELLED = "cancelled", _("Cancelled")
+        # Telegram Passport: the request is open / the shared data arrived and is being checked.
+        WAITING = "waiting", _("Waiting for Telegram Passport")
+        RECEIVED = "received", _("Passport data received")
+
+    class Method(models.TextChoices):
+        CODE = "code", _("Code")
+        PASSPORT = "passport", _("Telegram Passport")
 
     class Review(models.TextChoices):
         UNREVIEWED = "unreviewed", _("Unreviewed")
@@ -60,7 +67,7 @@ class PhoneVerification(models.Model):
         SENDER = "sender", _("Sender account")
         GATEWAY = "gateway", _("Gateway API")
 
-    ACTIVE_STATUSES = (Status.SENDING, Status.CODE_SENT)
+    ACTIVE_STATUSES = (Status.SENDING, Status.CODE_SENT, Status.WAITING, Status.RECEIVED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Stable token kept in the visitor's Django session; survives session-key rotation on login.
@@ -74,6 +81,13 @@ class PhoneVerification(models.Model):
         related_name="phone_verifications",
     )
     phone_number = models.CharField(_("phone number"), max_length=20, db_index=True)
+    method = models.CharField(
+        _("method"), max_length=8, choices=Method.choices, default=Method.CODE, db_index=True
+    )
+    # Telegram Passport: the request's single-use nonce (its link carries it).
+    passport_nonce = models.CharField(
+        max_length=64, null=True, blank=True, unique=True, editable=False
+    )
     region = models.CharField(_("region"), max_length=2, blank=True)
     sender_account = models.ForeignKey(
         SenderAccount,
@@ -135,7 +149,7 @@ class PhoneVerification(models.Model):
             # Two tabs starting at once must not both get an active verification.
             models.UniqueConstraint(
                 fields=["owner"],
-                condition=models.Q(status__in=["sending", "code_sent"]),
+                condition=models.Q(status__in=["sending", "code_sent", "waiting", "received"]),
                 name="verification_one_active_per_owner",
             )
         ]
@@ -164,6 +178,8 @@ class VerificationEvent(models.Model):
         EXPIRED = "expired", _("Expired")
         CANCELLED = "cancelled", _("Cancelled")
         REVIEWED = "reviewed", _("Reviewed")
+        PASSPORT_RECEIVED = "passport_received", _("Passport data received")
+        PASSPORT_REJECTED = "passport_rejected", _("Passport data rejected")
         DELIVERY = "delivery", _("Delivery report")
 
     class Actor(models.TextChoices):
@@ -195,3 +211,24 @@ class VerificationEvent(models.Model):
         if self.pk is not None:
             raise ValueError("Verification events are append-only.")
         super().save(*args, **kwargs)
+
+
+class PassportBot(models.Model):
+    """The site's Telegram Passport bot, as a Telegram worker holds it (one at a time)."""
+
+    # SHA-256 of the bot token: the row of the configured bot, without storing the token.
+    token_digest = models.CharField(max_length=64, unique=True, editable=False)
+    bot_id = models.BigIntegerField(_("bot id"), editable=False)
+    # StringSession after auth.importBotAuthorization: whoever holds it is the bot.
+    session = EncryptedTextField(blank=True, editable=False)
+    lease_owner = models.CharField(max_length=200, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.CharField(_("last error"), max_length=200, blank=True, editable=False)
+    signed_in_at = models.DateTimeField(_("signed in"), null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("Passport bot")
+        verbose_name_plural = _("Passport bots")
+
+    def __str__(self) -> str:
+        return f"bot {self.bot_id}"

@@ -21,6 +21,8 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -28,6 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asymmetric_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from .app_settings import get_config
 
 #: What the site asks for: a phone number, in the Passport 1.1 scope format.
 PHONE_SCOPE: dict[str, Any] = {"data": ["phone_number"], "v": 1}
@@ -102,6 +106,61 @@ def bot_id_from_token(token: str) -> int:
     if not (bot_id.isdigit() and secret):
         raise ValueError("a bot token looks like 123456789:AAE...")
     return int(bot_id)
+
+
+# The site's bot ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassportBot:
+    """The bot that receives shared Passport data, and its key pair."""
+
+    token: str
+    private_key: rsa.RSAPrivateKey
+
+    @property
+    def bot_id(self) -> int:
+        return bot_id_from_token(self.token)
+
+    @property
+    def public_key(self) -> str:
+        return public_key_pem(self.private_key)
+
+
+def private_key_setting_text(value: str) -> str:
+    """``PASSPORT_PRIVATE_KEY`` as PEM text: the value itself, or the file it names."""
+    if "-----BEGIN" in value:
+        return value
+    return Path(value).read_text()
+
+
+@lru_cache(maxsize=4)
+def _bot(token: str, key_setting: str) -> PassportBot:
+    return PassportBot(token, private_key_load(private_key_setting_text(key_setting)))
+
+
+_embedded_bot: PassportBot | None = None
+
+
+def embedded_bot_set(bot: PassportBot | None) -> None:
+    """The embedded sandbox's bot, used when ``PASSPORT_BOT_TOKEN`` is not set."""
+    global _embedded_bot
+    _embedded_bot = bot
+
+
+def passport_bot() -> PassportBot | None:
+    """The configured bot (or the embedded sandbox's); None when Passport is off.
+
+    A misconfigured key counts as off here; the system checks say what is wrong.
+    """
+    config = get_config()
+    token = config["PASSPORT_BOT_TOKEN"]
+    if not token:
+        return _embedded_bot
+    try:
+        return _bot(token, config["PASSPORT_PRIVATE_KEY"])
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 # The request --------------------------------------------------------------------------------

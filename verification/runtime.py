@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import services
+from . import passport, services
 from .app_settings import get_config
 from .db import db
 from .gateway import gateway_from_settings
@@ -22,6 +22,8 @@ from .worker.core import TelegramWorker, serve
 logger = logging.getLogger("verification.runtime")
 
 SANDBOX_SENDER_PHONE = "+9996610000"
+#: The embedded sandbox's Passport bot (its key pair is made at each start).
+SANDBOX_BOT_TOKEN = "700000001:sandbox-passport-bot"
 
 #: Seconds a page view or socket waits for the first worker before going on without it.
 READY_TIMEOUT = 30.0
@@ -61,6 +63,8 @@ class EmbeddedRuntime:
                 "server": self.sandbox.address,
                 "public_key_file": str(self.key_file),
             }
+            if not config["PASSPORT_BOT_TOKEN"]:
+                await asyncio.to_thread(self._register_sandbox_bot)
         # A fresh context: the runtime may be started from inside a request (admin) whose
         # sync_to_async executor dies with the request; the worker must not inherit it.
         self.task = self.loop.create_task(
@@ -100,6 +104,12 @@ class EmbeddedRuntime:
         logger.info("Telegram sandbox listening on %s", sandbox.address)
         return sandbox
 
+    def _register_sandbox_bot(self) -> None:
+        """Passport against the sandbox: a bot with a fresh key pair, as BotFather would keep."""
+        bot = passport.PassportBot(SANDBOX_BOT_TOKEN, passport.private_key_generate())
+        self.sandbox.add_bot(bot.token, public_key_pem=bot.public_key)
+        passport.embedded_bot_set(bot)
+
     async def _connect_sandbox_sender(self, worker: TelegramWorker) -> None:
         """Sign a sandbox account in as the sender, unless a working one is connected."""
         if worker.held:
@@ -118,6 +128,7 @@ class EmbeddedRuntime:
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
         if self.sandbox is not None:
+            passport.embedded_bot_set(None)
             await asyncio.to_thread(self.sandbox.stop)
             self.sandbox = None
         if self.key_file is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from datetime import datetime
@@ -13,7 +14,7 @@ from django.utils import timezone
 from . import rows
 from .app_settings import get_config
 from .forms import format_phone_number
-from .models import PhoneVerification, SenderAccount
+from .models import PassportBot, PhoneVerification, SenderAccount
 
 
 def _seconds_until(moment: datetime | None, now: datetime) -> int | None:
@@ -126,6 +127,7 @@ def verification_snapshot(
         if verification.is_active
         else None,
         "attempts_left": max(0, max_attempts - verification.attempts),
+        "method": verification.method,
         "error": verification.last_error or None,
     }
 
@@ -182,6 +184,13 @@ def sender_account_flooded_until(*, now: datetime | None = None) -> datetime | N
 def sender_account_session(*, account_id: int) -> str | None:
     """The saved Telegram session of sender account ``account_id``; None if it is gone."""
     return SenderAccount.objects.filter(pk=account_id).values_list("session", flat=True).first()
+
+
+def passport_bot_error(*, token: str) -> str:
+    """Why the Passport bot with ``token`` last failed to sign in ("" if it did not fail)."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    found = PassportBot.objects.filter(token_digest=digest).values_list("last_error", flat=True)
+    return found.first() or ""
 
 
 def sender_account_exists() -> bool:

@@ -8,10 +8,12 @@ protocol error code.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from ..errors import ErrorCode
+from ..passport import SharedPassport
 
 CODE_TYPES = (
     "app",
@@ -151,3 +153,24 @@ class TelegramGateway(ABC):
     @abstractmethod
     async def log_out(self, session: str) -> None:
         """``auth.logOut`` a saved session (for removing a sender account)."""
+
+    # The Telegram Passport bot (optional: a gateway without it leaves Passport off) ----------
+
+    async def bot_open(
+        self,
+        token: str,
+        session: str,
+        on_passport: Callable[[SharedPassport], Awaitable[None]],
+    ) -> str:
+        """Connect the Passport bot from ``session`` (or sign in with ``token``:
+        ``auth.importBotAuthorization``), receiving updates; call ``on_passport`` for every
+        ``messageActionSecureValuesSentMe``. Returns the session to keep."""
+        raise GatewayError(ErrorCode.PASSPORT_UNAVAILABLE, telegram_error="NOT_SUPPORTED")
+
+    async def bot_close(self) -> None:
+        """Disconnect the Passport bot (no error if it is not open)."""
+        return None
+
+    def bot_is_open(self) -> bool:
+        """Whether the Passport bot is connected through this gateway."""
+        return False

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..errors import ErrorCode
+from ..passport import SharedPassport
 from .base import (
     AccountUnusable,
     GatewayError,
@@ -42,9 +44,13 @@ class FakeGateway(TelegramGateway):
     _codes: dict[str, _Code] = {}
     delay: float = 0.0
     resend_timeout: int = 60
+    #: The handlers of the open Passport bots (:meth:`deliver_passport` calls them).
+    _bot_handlers: list[Callable[[SharedPassport], Awaitable[None]]] = []
+    _bot_handler: Callable[[SharedPassport], Awaitable[None]] | None = None
 
     @classmethod
     def reset(cls) -> None:
+        cls._bot_handlers = []
         cls.outbox = []
         cls.logged_out = set()
         cls._scripted = []
@@ -210,3 +216,34 @@ class FakeGateway(TelegramGateway):
     async def log_out(self, session: str) -> None:
         await self._enter("log_out")
         self.logged_out.add(session)
+
+    # The Telegram Passport bot ---------------------------------------------------------------
+
+    async def bot_open(
+        self,
+        token: str,
+        session: str,
+        on_passport: Callable[[SharedPassport], Awaitable[None]],
+    ) -> str:
+        await self._enter("bot_open")
+        await self.bot_close()
+        self._bot_handler = on_passport
+        FakeGateway._bot_handlers.append(on_passport)
+        return session or f"fake-bot-session-{token.partition(':')[0]}"
+
+    async def bot_close(self) -> None:
+        if self._bot_handler is not None:
+            if self._bot_handler in FakeGateway._bot_handlers:
+                FakeGateway._bot_handlers.remove(self._bot_handler)
+            self._bot_handler = None
+
+    def bot_is_open(self) -> bool:
+        return self._bot_handler is not None
+
+    @classmethod
+    async def deliver_passport(cls, shared: SharedPassport) -> int:
+        """Hand ``shared`` to every open Passport bot, as Telegram would; how many got it."""
+        handlers = list(cls._bot_handlers)
+        for handler in handlers:
+            await handler(shared)
+        return len(handlers)

@@ -6,16 +6,18 @@ This is the only module outside the sandbox that imports Telethon.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from telethon import TelegramClient, errors, functions, types
+from telethon import TelegramClient, errors, events, functions, types
 from telethon.crypto import rsa
 from telethon.sessions import StringSession
 
 from ..errors import ErrorCode
+from ..passport import SharedPassport, SharedValue
 from .base import (
     AccountUnusable,
     GatewayError,
@@ -92,6 +94,40 @@ def sent_code_from_telegram(sent: Any) -> SentCode:
         prefix=getattr(code_type, "prefix", "") or "",
         url=getattr(code_type, "url", "") or "",
         beginning=getattr(code_type, "beginning", "") or "",
+    )
+
+
+_SECURE_VALUE_TYPES: dict[type, str] = {
+    types.SecureValueTypePhone: "phone",
+    types.SecureValueTypeEmail: "email",
+}
+
+
+def shared_passport_from_telegram(update: Any) -> SharedPassport | None:
+    """The Passport data in an ``updateNewMessage``, if it carries any."""
+    message = getattr(update, "message", None)
+    action = getattr(message, "action", None)
+    if not isinstance(action, types.MessageActionSecureValuesSentMe):
+        return None
+    values = []
+    for value in action.values:
+        plain = value.plain_data
+        values.append(
+            SharedValue(
+                type=_SECURE_VALUE_TYPES.get(type(value.type), type(value.type).__name__),
+                plain=getattr(plain, "phone", "") or getattr(plain, "email", "") or "",
+                data=value.data.data if value.data is not None else b"",
+                hash=value.hash,
+            )
+        )
+    sender = getattr(message, "from_id", None) or getattr(message, "peer_id", None)
+    credentials = action.credentials
+    return SharedPassport(
+        values=tuple(values),
+        credentials_data=credentials.data,
+        credentials_hash=credentials.hash,
+        credentials_secret=credentials.secret,
+        user_id=getattr(sender, "user_id", None),
     )
 
 
@@ -178,13 +214,15 @@ class TelethonGateway(TelegramGateway):
         self._logins: dict[str, tuple[TelegramClient, str, str]] = {}
         self._login_timers: dict[str, asyncio.TimerHandle] = {}
         self._expiring: set[asyncio.Task[None]] = set()
+        self._bot: TelegramClient | None = None
+        self._bot_supervisor: asyncio.Task[None] | None = None
 
-    def _client(self, session: str) -> TelegramClient:
+    def _client(self, session: str, *, receive_updates: bool = False) -> TelegramClient:
         client = TelegramClient(
             StringSession(session),
             self.api_id,
             self.api_hash,
-            receive_updates=False,
+            receive_updates=receive_updates,
             flood_sleep_threshold=0,
             raise_last_call_error=True,
             request_retries=2,
@@ -270,6 +308,7 @@ class TelethonGateway(TelegramGateway):
             await client.disconnect()
 
     async def close_all(self) -> None:
+        await self.bot_close()
         for account_id in list(self._clients):
             await self.close(account_id)
         for login_id in list(self._logins):
@@ -408,6 +447,61 @@ class TelethonGateway(TelegramGateway):
         self._cancel_login_timer(login_id)
         if entry is not None:
             await entry[0].disconnect()
+
+    # The Telegram Passport bot -------------------------------------------------------------
+
+    async def bot_open(
+        self,
+        token: str,
+        session: str,
+        on_passport: Callable[[SharedPassport], Awaitable[None]],
+    ) -> str:
+        await self.bot_close()
+        # The one client that receives updates: the shared data arrives as a service message.
+        client = self._client(session, receive_updates=True)
+
+        async def received(update: Any) -> None:
+            shared = shared_passport_from_telegram(update)
+            if shared is not None:
+                await on_passport(shared)
+
+        client.add_event_handler(received, events.Raw(types.UpdateNewMessage))
+        try:
+            await self._guard(client.connect())
+            if not await self._guard(client.is_user_authorized()):
+                await self._guard(client.sign_in(bot_token=token))
+        except BaseException:
+            await client.disconnect()
+            raise
+        self._bot = client
+        self._bot_supervisor = asyncio.create_task(self._supervise_bot(client))
+        return StringSession.save(client.session)
+
+    async def _supervise_bot(self, client: TelegramClient) -> None:
+        delay = 1.0
+        while self._bot is client:
+            with contextlib.suppress(Exception):
+                await client.disconnected
+            if self._bot is not client:
+                return
+            await asyncio.sleep(delay)
+            try:
+                await client.connect()
+                delay = 1.0
+            except Exception as exc:
+                logger.warning("The Passport bot could not reconnect: %r", exc)
+                delay = min(delay * 2, 60.0)
+
+    async def bot_close(self) -> None:
+        client, self._bot = self._bot, None
+        if self._bot_supervisor is not None:
+            self._bot_supervisor.cancel()
+            self._bot_supervisor = None
+        if client is not None:
+            await client.disconnect()
+
+    def bot_is_open(self) -> bool:
+        return self._bot is not None
 
     async def log_out(self, session: str) -> None:
         client = self._client(session)

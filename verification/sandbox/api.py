@@ -48,6 +48,7 @@ class SandboxApi:
             functions.auth.ResendCodeRequest: self.resend_code,
             functions.auth.CancelCodeRequest: self.cancel_code,
             functions.auth.SignInRequest: self.sign_in,
+            functions.auth.ImportBotAuthorizationRequest: self.import_bot_authorization,
             functions.auth.LogOutRequest: self.log_out,
             functions.auth.CheckPasswordRequest: self.check_password,
             functions.account.GetPasswordRequest: self.get_password,
@@ -139,14 +140,12 @@ class SandboxApi:
         return users
 
     def get_state(self, record: AuthKeyRecord, request: object) -> types.updates.State:
-        self._me(record)
-        return types.updates.State(pts=1, qts=0, date=int(time.time()), seq=1, unread_count=0)
+        return self.server.updates.state(self._me(record).user_id)
 
     def get_difference(
-        self, record: AuthKeyRecord, request: object
-    ) -> types.updates.DifferenceEmpty:
-        self._me(record)
-        return types.updates.DifferenceEmpty(date=int(time.time()), seq=1)
+        self, record: AuthKeyRecord, request: functions.updates.GetDifferenceRequest
+    ) -> types.updates.Difference | types.updates.DifferenceEmpty:
+        return self.server.updates.difference(self._me(record).user_id, request.pts)
 
     # --- codes ---------------------------------------------------------------------------
 
@@ -212,6 +211,14 @@ class SandboxApi:
             record.awaiting_password = account.user_id
             raise RpcFailure(401, "SESSION_PASSWORD_NEEDED")
         return self._authorized(record, account)
+
+    def import_bot_authorization(
+        self, record: AuthKeyRecord, request: functions.auth.ImportBotAuthorizationRequest
+    ) -> types.auth.Authorization:
+        bot = self.server.store.bots.get(request.bot_auth_token)
+        if bot is None:
+            raise RpcFailure(400, "ACCESS_TOKEN_INVALID")
+        return self._authorized(record, bot)
 
     def _password_account(self, record: AuthKeyRecord) -> Account:
         user_id = record.awaiting_password or record.user_id

@@ -146,6 +146,8 @@ class ClientConnection:
         self._disconnect_timer: asyncio.TimerHandle | None = None
         self.peer = writer.get_extra_info("peername")
         self._unsupported_logged = False
+        # (key, key id, record, session id) of the last message: where pushed updates go.
+        self.latest: tuple[bytes, int, AuthKeyRecord, int] | None = None
 
     def declare_layer(self, record: AuthKeyRecord, layer: int) -> None:
         """invokeWithLayer: Telegram keeps the layer with the auth key and answers in it."""
@@ -202,6 +204,17 @@ class ClientConnection:
         if self.transport is None or self.writer.is_closing():
             return
         self.writer.write(self.transport.frame(payload))
+
+    def push(self, update: object) -> bool:
+        """Send an update (not an answer) to the session this client last used."""
+        if self.latest is None or self.writer.is_closing():
+            return False
+        key, key_id, record, session_id = self.latest
+        sender = _Sender(self, key, key_id, record, session_id)
+        body = serialize(update, answer_layer(record.layer))
+        sender.outbox.append(Outgoing(body, response=False))
+        sender.flush()
+        return True
 
     # --- packets -------------------------------------------------------------------------
 
@@ -267,6 +280,7 @@ class ClientConnection:
             if ack is not None and not self.writer.is_closing():
                 self.writer.write(ack)
         body = plain[32 : 32 + length]
+        self.latest = (key, key_id, record, session_id)
         sender = _Sender(self, key, key_id, record, session_id)
         sender.receive(salt, msg_id, seqno, body)
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
+from telethon.tl import types
+
+from . import passport
 from .api import SandboxApi
 from .codes import CodeBook, DeliveredCode
 from .connection import ClientConnection, Session
@@ -16,6 +22,7 @@ from .crypto import MessageIdClock, SaltBook, ServerKey
 from .errors import RpcFailure
 from .phones import InvalidPhone, normalize_phone
 from .store import AuthKeyRecord, Store
+from .updates import UpdateBook
 
 logger = logging.getLogger("verification.sandbox")
 
@@ -66,6 +73,7 @@ class SandboxServer:
             resend_timeout=resend_timeout, code_lifetime=code_lifetime, deliver=self._deliver
         )
         self.api = SandboxApi(self)
+        self.updates = UpdateBook()
         self.inbox: list[DeliveredCode] = []
         self.stats: Counter[str] = Counter()
         self._subscribers: list[Callable[[DeliveredCode], None]] = []
@@ -203,6 +211,71 @@ class SandboxServer:
     def add_account(self, phone: str, *, password: str | None = None) -> None:
         """Create (or update) the account for ``phone``, optionally with a 2FA password."""
         self.store.set_password(normalize_phone(phone), password)
+
+    # --- bots and Telegram Passport ------------------------------------------------------
+
+    def add_bot(self, token: str, *, public_key_pem: str) -> int:
+        """Register a bot and the Passport public key its owner gave @BotFather; its id."""
+        return self.store.add_bot(token, public_key_pem).user_id
+
+    def push(self, user_id: int, update: object) -> int:
+        """Send ``update`` to every connection signed in as ``user_id``; how many got it."""
+        return sum(
+            connection.push(update)
+            for connection in list(self._connections)
+            if connection.latest is not None and connection.latest[2].user_id == user_id
+        )
+
+    def passport_share(
+        self, phone: str, url: str, *, tampering: passport.Tampering | None = None
+    ) -> None:
+        """Act as ``phone``'s Telegram app opening a Passport ``url`` and pressing Authorize:
+        the bot the link names receives ``messageActionSecureValuesSentMe`` with the phone
+        number, encrypted for the public key the bot registered (the link's must match it).
+        """
+        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        if query.get("domain") != "telegrampassport":
+            raise RpcFailure(400, "PASSPORT_LINK_INVALID")
+        try:
+            bot = self.store.users.get(int(query.get("bot_id", "")))
+        except ValueError:
+            bot = None
+        if bot is None or not bot.bot_token:
+            raise RpcFailure(400, "BOT_INVALID")
+        if query.get("public_key", "").strip() != bot.bot_public_key.strip():
+            raise RpcFailure(400, "PUBLIC_KEY_INVALID")
+        try:
+            scope = json.loads(query.get("scope", ""))
+        except ValueError:
+            raise RpcFailure(400, "SCOPE_INVALID") from None
+        nonce = query.get("nonce") or query.get("payload") or ""
+        if not isinstance(scope, dict) or not nonce:
+            raise RpcFailure(400, "SCOPE_INVALID")
+        visitor = self.store.account(normalize_phone(phone))
+        action = passport.secure_values_sent(
+            phone_digits=visitor.digits,
+            public_key_pem=bot.bot_public_key,
+            nonce=nonce,
+            tampering=tampering,
+        )
+        message = passport.service_message(
+            message_id=self.updates.next_message_id(bot.user_id),
+            from_user=visitor.user_id,
+            to_bot=bot.user_id,
+            action=action,
+        )
+        users = [visitor.as_user(is_self=False)]
+        update = self.updates.add_message(bot.user_id, message, users)
+        delivered = self.push(
+            bot.user_id,
+            types.Updates(updates=[update], users=users, chats=[], date=int(time.time()), seq=0),
+        )
+        logger.info(
+            "Sandbox: %s shared a Passport phone with bot %s (%d connection(s))",
+            visitor.digits,
+            bot.user_id,
+            delivered,
+        )
 
     # --- fault injection -----------------------------------------------------------------
 

@@ -29,8 +29,21 @@ class Account:
     digits: str
     user_id: int
     password: PasswordVerifier | None = None
+    #: A bot: its token and the public key its owner gave BotFather (never persisted).
+    bot_token: str = ""
+    bot_public_key: str = ""
 
     def as_user(self, *, is_self: bool) -> types.User:
+        if self.bot_token:
+            return types.User(
+                id=self.user_id,
+                is_self=is_self or None,
+                bot=True,
+                access_hash=self.user_id ^ 0x5A5A5A5A5A5A,
+                first_name="Sandbox bot",
+                username=f"sandbox{self.user_id}bot",
+                bot_info_version=1,
+            )
         return types.User(
             id=self.user_id,
             is_self=is_self or None,
@@ -80,6 +93,7 @@ class Store:
         self.path = Path(state_file) if state_file is not None else None
         self.accounts: dict[str, Account] = {}
         self.users: dict[int, Account] = {}
+        self.bots: dict[str, Account] = {}
         self.records: list[AuthKeyRecord] = []
         self._by_key_id: dict[int, tuple[bytes, AuthKeyRecord]] = {}
         self.salt_secret = secrets.token_bytes(32)
@@ -99,6 +113,14 @@ class Store:
             self.users[account.user_id] = account
             self.save()
         return account
+
+    def add_bot(self, token: str, public_key_pem: str) -> Account:
+        """Register a bot (what @BotFather does); its id is the token's first part."""
+        bot_id = int(token.partition(":")[0])
+        bot = Account("", bot_id, bot_token=token, bot_public_key=public_key_pem)
+        self.bots[token] = bot
+        self.users[bot_id] = bot
+        return bot
 
     def set_password(self, digits: str, password: str | None) -> Account:
         account = self.account(digits)

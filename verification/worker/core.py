@@ -21,6 +21,7 @@ from .client import LOGIN_CHANNEL
 from .handlers import Handlers
 from .leases import LeaseKeeper
 from .locks import KeyedLock
+from .passport import PassportReceiver
 
 logger = logging.getLogger("verification.worker")
 
@@ -71,6 +72,11 @@ class TelegramWorker:
                 asyncio.create_task(sweeper.run(max(1.0, min(5.0, self.lease_seconds / 3)))),
                 asyncio.create_task(self._receive(self.channel)),
                 asyncio.create_task(self._receive(LOGIN_CHANNEL)),
+                asyncio.create_task(
+                    PassportReceiver(
+                        owner=self.channel, gateway=self.gateway, lease_seconds=self.lease_seconds
+                    ).run()
+                ),
             ]
             self.ready.set()
             done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
