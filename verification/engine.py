@@ -72,8 +72,24 @@ class Request:
         }
 
 
+def reachable(verification: PhoneVerification) -> bool:
+    """Whether something can act on ``verification``'s requests now: the Gateway API (any
+    process can call it), or the live worker holding its sender account."""
+    return verification.transport == PhoneVerification.Transport.GATEWAY or bool(
+        worker_channel(verification)
+    )
+
+
 async def _hand_over(request: Request, **data: Any) -> bool:
-    """Give ``request`` to the worker holding its account; False when no live worker does."""
+    """Give ``request`` to the worker holding its account; False when no live worker does.
+
+    A Gateway API verification's requests run in this process instead (no lease to hold).
+    """
+    if request.verification.transport == PhoneVerification.Transport.GATEWAY:
+        from . import gateway_requests
+
+        gateway_requests.spawn(request.message(**data))
+        return True
     channel = worker_channel(request.verification)
     if not channel:
         return False
@@ -140,7 +156,7 @@ async def start(
 async def resend(*, owner: str) -> Request | None:
     """Deliver the code the next way; None when a resend is already in flight."""
     verification = await active(owner)
-    if not worker_channel(verification):
+    if not reachable(verification):
         raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
     try:
         verification = await db(services.verification_resend_request)(
@@ -155,7 +171,7 @@ async def resend(*, owner: str) -> Request | None:
 async def submit_code(*, owner: str, code: str) -> Request | None:
     """Have Telegram check ``code`` (already validated); the attempt counts when it is taken."""
     verification = await active(owner)
-    if not worker_channel(verification):
+    if not reachable(verification):
         # Refused before the attempt is counted: nobody could judge the code now.
         raise VerificationError(ErrorCode.TELEGRAM_UNAVAILABLE)
     services.verification_attempt_check(verification=verification)

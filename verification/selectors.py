@@ -129,6 +129,8 @@ def verification_snapshot(
         "attempts_left": max(0, max_attempts - verification.attempts),
         "method": verification.method,
         "error": verification.last_error or None,
+        "transport": verification.transport,
+        "delivery": verification.delivery or None,
     }
 
 

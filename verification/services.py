@@ -22,6 +22,7 @@ from . import rows, signals
 from .app_settings import get_config
 from .errors import ErrorCode, VerificationError
 from .gateway.base import LoginResult, SentCode
+from .gateway.telegram_gateway import DELIVERY_RANK
 from .limits import Limit, limits_release, limits_take
 from .models import PhoneVerification, SenderAccount, VerificationEvent
 from .selectors import (
@@ -37,6 +38,7 @@ from .selectors import (
 logger = logging.getLogger("verification")
 
 Status = PhoneVerification.Status
+Transport = PhoneVerification.Transport
 Kind = VerificationEvent.Kind
 Actor = VerificationEvent.Actor
 
@@ -165,11 +167,21 @@ def _start(
     now: datetime,
 ) -> tuple[PhoneVerification, list[PhoneVerification]]:
     config = get_config()
-    account, account_taken = _sender_pick_within_budget(now)
+    account: SenderAccount | None = None
+    account_taken: list[str] = []
+    transport = _transport_first()
+    if transport == Transport.SENDER:
+        try:
+            account, account_taken = _sender_pick_within_budget(now)
+        except VerificationError:
+            if _transport_after(Transport.SENDER) != Transport.GATEWAY:
+                raise
+            transport = Transport.GATEWAY
     try:
         return _insert(
             owner=owner, user=user, phone_number=phone_number, region=region,
             ip_address=ip_address, now=now, account=account, expires_after=config["EXPIRES_AFTER"],
+            transport=transport,
         )  # fmt: skip
     except BaseException:
         limits_release(keys=account_taken)
@@ -204,8 +216,9 @@ def _insert(
     region: str,
     ip_address: str | None,
     now: datetime,
-    account: SenderAccount,
+    account: SenderAccount | None,
     expires_after: int,
+    transport: str = "sender",
 ) -> tuple[PhoneVerification, list[PhoneVerification]]:
     cancelled = [
         _finish(previous, Status.CANCELLED, kind=Kind.CANCELLED, actor=Actor.VISITOR,
@@ -221,6 +234,7 @@ def _insert(
                 phone_number=phone_number,
                 region=region,
                 sender_account=account,
+                transport=transport,
                 status=Status.SENDING,
                 expires_at=now + timedelta(seconds=expires_after),
                 ip_address=ip_address,
@@ -283,9 +297,18 @@ def _apply_sent_code(verification: PhoneVerification, sent: SentCode, now: datet
 
 @transaction.atomic
 def verification_code_sent(
-    *, verification_id: Any, sent: SentCode, resent: bool = False
+    *,
+    verification_id: Any,
+    sent: SentCode,
+    resent: bool = False,
+    gateway_request_id: str = "",
+    cost: dict[str, Any] | None = None,
 ) -> PhoneVerification | None:
-    """Record the code Telegram sent. None when the verification ended meanwhile."""
+    """Record the code Telegram sent. None when the verification ended meanwhile.
+
+    A Gateway API message also gives its request id and what it cost (``request_cost``,
+    ``remaining_balance``), kept on the event.
+    """
     now = timezone.now()
     verification = _lock(verification_id)
     expected = Status.CODE_SENT if resent else Status.SENDING
@@ -301,7 +324,13 @@ def verification_code_sent(
         # No resend is left, so there is no next way to offer.
         verification.next_type = ""
         verification.resend_at = None
-    rows.update(verification, _SENT_CODE_FIELDS)
+    fields = _SENT_CODE_FIELDS
+    if gateway_request_id:
+        # A new message: its delivery starts over.
+        verification.gateway_request_id = gateway_request_id
+        verification.delivery = ""
+        fields = [*fields, "gateway_request_id", "delivery"]
+    rows.update(verification, fields)
     event_record(
         verification=verification,
         kind=Kind.CODE_RESENT if resent else Kind.CODE_SENT,
@@ -310,6 +339,7 @@ def verification_code_sent(
         length=sent.length,
         next_type=sent.next_type,
         timeout=sent.timeout,
+        **({"request_id": gateway_request_id, **(cost or {})} if gateway_request_id else {}),
     )
     _on_commit_signal(signals.verification_code_sent, verification, resent=resent)
     return verification
@@ -524,6 +554,11 @@ def verification_attempt_result(
             return verification, ErrorCode.TOO_MANY_ATTEMPTS
         verification.last_error = error
         rows.update(verification, ["last_error"])
+        return verification, error
+    if error is ErrorCode.TOO_MANY_ATTEMPTS:
+        # Telegram stopped accepting codes for this message (the Gateway's own attempt limit).
+        event_record(verification=verification, kind=Kind.CODE_REJECTED, actor=Actor.TELEGRAM)
+        _finish(verification, Status.FAILED, kind=Kind.FAILED, actor=Actor.TELEGRAM, error=error)
         return verification, error
     if error is ErrorCode.PHONE_CODE_EXPIRED:
         _finish(
@@ -765,3 +800,99 @@ def verification_failover(
         failover_to=other.pk,
     )
     return verification
+
+
+# The Gateway API transport ---------------------------------------------------------------------
+
+
+def _transports() -> list[str]:
+    """The configured transports that can be used now, in order."""
+    config = get_config()
+    usable = {Transport.SENDER: True, Transport.GATEWAY: bool(config["TELEGRAM_GATEWAY_TOKEN"])}
+    return [name for name in config["TRANSPORTS"] if usable.get(name)] or [Transport.SENDER]
+
+
+def _transport_first() -> str:
+    return _transports()[0]
+
+
+def _transport_after(transport: str) -> str | None:
+    """The transport a send falls through to when ``transport`` cannot do it."""
+    order = _transports()
+    index = order.index(transport) if transport in order else len(order)
+    return order[index + 1] if index + 1 < len(order) else None
+
+
+@transaction.atomic
+def verification_transport_fall_through(
+    *, verification_id: Any, error: ErrorCode, telegram_error: str = ""
+) -> PhoneVerification | None:
+    """Move a verification still ``sending`` to the next transport after its own could not
+    send (``error``). None when it ended meanwhile or no next transport can take it."""
+    verification = _lock(verification_id)
+    if verification is None or verification.status != Status.SENDING:
+        return None
+    following = _transport_after(verification.transport)
+    if following is None:
+        return None
+    account = None
+    if following == Transport.SENDER:
+        account = sender_account_pick()
+        if account is None:
+            return None
+    previous = verification.transport
+    verification.transport = following
+    verification.sender_account = account
+    rows.update(verification, ["transport", "sender_account"])
+    event_record(
+        verification=verification,
+        kind=Kind.ERROR,
+        actor=Actor.TELEGRAM,
+        error=error,
+        telegram_error=telegram_error,
+        transport=previous,
+        failover_to=following,
+    )
+    return verification
+
+
+class UnknownRequest(Exception):
+    """A delivery report names a Gateway request no verification made."""
+
+
+@transaction.atomic
+def verification_delivery_report(
+    *, request_id: str, status: str, updated_at: int | None = None, **details: Any
+) -> tuple[PhoneVerification, bool]:
+    """Record a Gateway delivery report; returns the verification and whether its ``delivery``
+    changed. Every report is kept as an event; reports about an earlier message of the
+    verification (before a resend), or arriving out of order, leave ``delivery`` as it is."""
+    found = (
+        PhoneVerification.objects.filter(gateway_request_id=request_id)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if found is None:
+        found = (
+            VerificationEvent.objects.filter(data__request_id=request_id)
+            .values_list("verification_id", flat=True)
+            .first()
+        )
+    verification = _lock(found) if found is not None else None
+    if verification is None:
+        raise UnknownRequest(request_id)
+    current = verification.gateway_request_id == request_id
+    changed = current and DELIVERY_RANK.get(status, 0) > DELIVERY_RANK.get(verification.delivery, 0)
+    if changed:
+        verification.delivery = status
+        rows.update(verification, ["delivery"])
+    event_record(
+        verification=verification,
+        kind=Kind.DELIVERY,
+        actor=Actor.TELEGRAM,
+        request_id=request_id,
+        status=status,
+        updated_at=updated_at,
+        **details,
+    )
+    return verification, changed

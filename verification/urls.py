@@ -10,4 +10,5 @@ urlpatterns = [
     path("", views.verify, name="verify"),
     path("sandbox/", views.sandbox_inbox, name="sandbox_inbox"),
     path("sandbox/codes.json", views.sandbox_codes, name="sandbox_codes"),
+    path("gateway/report/", views.gateway_report, name="gateway_report"),
 ]

@@ -1,20 +1,28 @@
 from __future__ import annotations
 
+import hmac
+import json
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.core.cache import cache
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
 
-from . import runtime
+from . import engine, runtime, services
 from .app_settings import get_config
 from .consumers import session_owner
+from .db import db
 from .forms import test_numbers_allowed
+from .frames import frame
+from .gateway.telegram_gateway import DELIVERY_STATUSES, report_signature
 
 
 def _start_runtime(request: HttpRequest) -> None:
@@ -85,3 +93,68 @@ def sandbox_codes(request: HttpRequest) -> JsonResponse:
         if n > after
     ]
     return JsonResponse({"codes": codes, "last": len(inbox)})
+
+
+#: Largest delivery report accepted (a RequestStatus is a few hundred bytes).
+REPORT_MAX_BYTES = 16 * 1024
+
+
+def _report_token() -> str:
+    from .gateway_requests import gateway_address
+
+    return gateway_address()[1]
+
+
+@csrf_exempt  # Only this view: the Gateway signs its reports instead.
+@require_POST
+async def gateway_report(request: HttpRequest) -> HttpResponse:
+    """A Gateway API delivery report: checked, recorded as an event, pushed to the visitor.
+
+    Refused: a body over :data:`REPORT_MAX_BYTES` (413); no signature or timestamp (401); a
+    wrong signature, or a timestamp outside ``TELEGRAM_GATEWAY_REPORT_WINDOW`` (403); a
+    signature seen before, a replay (409); a body that is not a report (400); a request id no
+    verification made (404).
+    """
+    length = request.headers.get("Content-Length") or "0"
+    if not length.isdigit() or int(length) > REPORT_MAX_BYTES:
+        return HttpResponse(status=413)
+    body = request.body
+    if len(body) > REPORT_MAX_BYTES:
+        return HttpResponse(status=413)
+    token = _report_token()
+    timestamp = request.headers.get("X-Request-Timestamp", "")
+    signature = request.headers.get("X-Request-Signature", "")
+    if not token or not timestamp or not signature:
+        return HttpResponse(status=401)
+    expected = report_signature(token, timestamp, body)
+    if not hmac.compare_digest(expected, signature.lower()):
+        return HttpResponse(status=403)
+    window = get_config()["TELEGRAM_GATEWAY_REPORT_WINDOW"]
+    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > window:
+        return HttpResponse(status=403)
+    # A signature is remembered for as long as its timestamp is accepted.
+    if not await cache.aadd(f"verification:gateway-report:{expected}", 1, timeout=2 * window):
+        return HttpResponse(status=409)
+    try:
+        report = json.loads(body)
+        request_id = str(report["request_id"])
+        delivery = report.get("delivery_status") or {}
+        status = delivery.get("status")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return HttpResponse(status=400)
+    if status not in DELIVERY_STATUSES:
+        return HttpResponse(status=400)
+    details = {
+        name: report[name]
+        for name in ("request_cost", "remaining_balance", "is_refunded")
+        if name in report
+    }
+    try:
+        verification, changed = await db(services.verification_delivery_report)(
+            request_id=request_id, status=status, updated_at=delivery.get("updated_at"), **details
+        )
+    except services.UnknownRequest:
+        return HttpResponse(status=404)
+    if changed:
+        await engine.push(verification.owner, frame("delivery", verification, status=status))
+    return HttpResponse(status=200)
