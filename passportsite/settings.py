@@ -183,6 +183,14 @@ def rate_limits(value: str) -> dict[str, tuple[int, int] | None] | None:
     return limits
 
 
+def trusted_proxies(value: str) -> int | list[str]:
+    """VERIFICATION["TRUSTED_PROXIES"] from a count (``1``) or ``address,network/bits,...``."""
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 VERIFICATION = {
     "TELEGRAM_API_ID": TELEGRAM_API_ID,
     "TELEGRAM_API_HASH": env.str("TELEGRAM_API_HASH", default=""),
@@ -204,6 +212,7 @@ VERIFICATION = {
     "RATE_LIMITS": rate_limits(
         env.str("VERIFICATION_RATE_LIMITS", default="session=10/600,phone=5/3600,ip=30/3600")
     ),
+    "TRUSTED_PROXIES": trusted_proxies(env.str("VERIFICATION_TRUSTED_PROXIES", default="0")),
     "MAX_ATTEMPTS": env.int("VERIFICATION_MAX_ATTEMPTS", default=5),
     "EXPIRES_AFTER": env.int("VERIFICATION_EXPIRES_AFTER", default=600),
 }

@@ -371,7 +371,7 @@ async def test_socket_without_a_session_cookie_writes_no_session(ready, stop_run
     try:
         assert (await tab.connect())["verification"] is None
         await tab.send(type="send_code", phone_number=PHONE)
-        await tab.receive_until("code_sent")
+        assert (await tab.receive_until("error"))["code"] == "SESSION_REQUIRED"
         assert not await Session.objects.aexists()
     finally:
         await tab.close()

@@ -240,6 +240,32 @@ SETTINGS: tuple[Setting, ...] = (
         "up no quota ([docs/security.md](docs/security.md)).",
     ),
     Setting(
+        "TRUSTED_PROXIES",
+        0,
+        (int, list, tuple),
+        "The proxies in front of the site, whose `X-Forwarded-For` entries are believed: a "
+        "count (each appends one entry; the visitor is that many entries from the right) or a "
+        'list of their addresses and networks (`["10.0.0.0/8"]`; the visitor is the right-most '
+        "entry not in it). 0 uses the socket's peer address. Do not also run daphne with "
+        "`--proxy-headers`, which believes the left-most entry, written by the client.",
+    ),
+    Setting(
+        "FRAME_RATE",
+        20,
+        NUMBER,
+        "Frames a second each socket may send, on average; a socket that sends faster is "
+        "closed with 4008 before its frames cost any work.",
+        sign="positive",
+    ),
+    Setting(
+        "FRAME_BURST",
+        40,
+        int,
+        "Frames a socket may send at once above `FRAME_RATE`, and the most that wait to be "
+        "handled.",
+        sign="positive",
+    ),
+    Setting(
         "ALLOW_TEST_NUMBERS",
         None,
         (bool, type(None)),

@@ -10,4 +10,5 @@ class VerificationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        # Registers the system checks, and the owner rotation on sign-in and sign-out.
+        from . import checks, owners  # noqa: F401

@@ -17,6 +17,7 @@ from django.db import DatabaseError
 from django.utils.module_loading import import_string
 from phonenumbers import SUPPORTED_REGIONS
 
+from .addresses import trusted_proxies_invalid
 from .app_settings import BY_NAME, RATE_LIMIT_SCOPES, SETTINGS, get_config, unknown_keys
 from .gateway import gateway_options
 from .gateway.base import TelegramGateway
@@ -271,6 +272,48 @@ def check_separate_workers_share_the_cache(app_configs: Any = None, **kwargs: An
             hint="Use a cache shared by every process, such as "
             "django.core.cache.backends.redis.RedisCache.",
             id="verification.W012",
+        )
+    ]
+
+
+# Abuse -------------------------------------------------------------------------------------------
+
+
+@register()
+def check_trusted_proxies(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """TRUSTED_PROXIES is a count that is not negative, or a list of addresses and networks."""
+    if (config := _config()) is None:
+        return []
+    trusted = config["TRUSTED_PROXIES"]
+    if isinstance(trusted, int):
+        invalid = [trusted] if trusted < 0 else []
+    else:
+        invalid = trusted_proxies_invalid(trusted)
+    return [
+        Error(
+            f"VERIFICATION['TRUSTED_PROXIES'] has {entry!r}, which is neither a count of "
+            "proxies nor an IP address or network.",
+            hint="Give how many proxies are in front of the site (2), or their addresses "
+            '(["10.0.0.0/8", "2001:db8::1"]).',
+            id="verification.E013",
+        )
+        for entry in invalid
+    ]
+
+
+@register(deploy=True)
+def check_regions_restricted(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """A deployed site says which countries' numbers it verifies (toll fraud targets numbers in
+    countries where texts and calls are expensive)."""
+    if (config := _config()) is None or config["ALLOWED_REGIONS"] or config["DENIED_REGIONS"]:
+        return []
+    return [
+        Warning(
+            "VERIFICATION sets neither ALLOWED_REGIONS nor DENIED_REGIONS: codes go to numbers "
+            "in every country, which invites SMS pumping (toll fraud).",
+            hint="List the countries your visitors are in, as ALLOWED_REGIONS = ['GB', 'DE'], or "
+            "at least deny the ones you never serve (docs/security.md).",
+            id="verification.W060",
         )
     ]
 

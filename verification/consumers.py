@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -15,26 +14,20 @@ from django.utils import translation
 from django.utils.translation.trans_real import parse_accept_lang_header
 
 from . import engine, runtime
+from .addresses import client_address
 from .app_settings import get_config
 from .db import db
 from .errors import MESSAGES, ErrorCode, VerificationError
 from .forms import CodeForm, PhoneForm
 from .frames import error_frame, frame, group_name
+from .owners import OWNER_SESSION_KEY, owner_revoked, session_owner
 from .selectors import verification_snapshot
+from .throttle import FrameGuard
 
 logger = logging.getLogger("verification.consumer")
 
-OWNER_SESSION_KEY = "verification_owner"
-
-
-def session_owner(session: Any) -> str:
-    """The verification owner token kept in a Django session, created on first use."""
-    owner = session.get(OWNER_SESSION_KEY)
-    if not owner:
-        owner = secrets.token_hex(16)
-        session[OWNER_SESSION_KEY] = owner
-        session.save()
-    return owner
+#: Close code for a socket whose session signed in or out (its owner token was replaced).
+CLOSE_OWNER_CHANGED = 4403
 
 
 def _language(scope: dict[str, Any]) -> str:
@@ -57,8 +50,17 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
     owner = ""
     group = ""
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        config = get_config()
+        guard = FrameGuard(receive, send, rate=config["FRAME_RATE"], burst=config["FRAME_BURST"])
+        try:
+            await super().__call__(scope, guard.receive, send)
+        finally:
+            guard.stop()
+
     async def connect(self) -> None:
         self.language = _language(self.scope)
+        self.address = client_address(self.scope)
         self.timer: asyncio.Task[None] | None = None
         self.watchdogs = engine.Watchdogs()
         session = self.scope.get("session")
@@ -119,6 +121,11 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         if handler is None:
             await self.send_error(ErrorCode.BAD_MESSAGE)
             return
+        owner = self.owner or self.scope["session"].get(OWNER_SESSION_KEY, "")
+        if content["type"] != "state" and await owner_revoked(owner):
+            # Signed in or out meanwhile; the close from the owner's group is on its way.
+            await self.close(code=CLOSE_OWNER_CHANGED)
+            return
         try:
             self.watchdogs.expect(await handler(content))
         except VerificationError as exc:
@@ -148,17 +155,17 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         if not self.owner:
             session = self.scope["session"]
             if session.session_key is None:
-                # No page was loaded (no cookie): this socket alone owns what it starts.
-                self.owner = secrets.token_hex(16)
-            else:
-                self.owner = await db(session_owner)(session)
+                # No page was loaded (no cookie). A new owner for every such socket would make the
+                # session limit meaningless, so it cannot start anything.
+                raise VerificationError(ErrorCode.SESSION_REQUIRED)
+            self.owner = await db(session_owner)(session)
             await self._join()
         return await engine.start(
             owner=self.owner,
             user=user if signed_in else None,
             phone_number=form.cleaned_data["phone_number"],
             region=form.region,
-            ip_address=(self.scope.get("client") or [None])[0],
+            ip_address=self.address,
         )
 
     async def on_passport_start(self, content: dict[str, Any]) -> None:
@@ -170,7 +177,7 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         await engine.passport_start(
             owner=self.owner,
             user=user if signed_in else None,
-            ip_address=(self.scope.get("client") or [None])[0],
+            ip_address=self.address,
         )
 
     async def _own(self) -> None:
@@ -179,10 +186,10 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
             return
         session = self.scope["session"]
         if session.session_key is None:
-            # No page was loaded (no cookie): this socket alone owns what it starts.
-            self.owner = secrets.token_hex(16)
-        else:
-            self.owner = await db(session_owner)(session)
+            # No page was loaded (no cookie). A new owner for every such socket would make the
+            # session limit meaningless, so it cannot start anything.
+            raise VerificationError(ErrorCode.SESSION_REQUIRED)
+        self.owner = await db(session_owner)(session)
         await self._join()
 
     async def on_resend(self, content: dict[str, Any]) -> engine.Request | None:
@@ -217,6 +224,10 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(data)
         if "verification" in data:
             self._watch(data["verification"])
+
+    async def verification_revoked(self, event: dict[str, Any]) -> None:
+        """The session signed in or out: this socket's owner token is no longer its own."""
+        await self.close(code=CLOSE_OWNER_CHANGED)
 
     async def verification_frame(self, event: dict[str, Any]) -> None:
         """A frame pushed by the worker or another tab through the channel layer."""

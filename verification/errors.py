@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     INTERNAL = "INTERNAL"
     # Additions to protocol v1.
     LOGIN_REQUIRED = "LOGIN_REQUIRED"
+    SESSION_REQUIRED = "SESSION_REQUIRED"
     PHONE_NUMBER_NOT_ALLOWED = "PHONE_NUMBER_NOT_ALLOWED"
     PASSWORD_INVALID = "PASSWORD_INVALID"
     PASSPORT_UNAVAILABLE = "PASSPORT_UNAVAILABLE"
@@ -59,6 +60,7 @@ MESSAGES = {
     ErrorCode.TELEGRAM_UNAVAILABLE: _("Telegram cannot be reached right now. Please try again."),
     ErrorCode.INTERNAL: _("Something went wrong on our side. Please try again."),
     ErrorCode.LOGIN_REQUIRED: _("Sign in to verify a phone number."),
+    ErrorCode.SESSION_REQUIRED: _("Reload the page to start a verification."),
     ErrorCode.PHONE_NUMBER_NOT_ALLOWED: _("Numbers from this country cannot be verified here."),
     ErrorCode.PASSWORD_INVALID: _("That password is not right."),
     ErrorCode.PASSPORT_UNAVAILABLE: _("Telegram Passport is not available on this site."),

@@ -1,0 +1,178 @@
+"""Frame flood against a real daphne: what a socket that sends and never reads costs the server.
+
+    .venv/bin/python bench/flood.py [--sockets 20] [--frames 50000] [--observe 20] [--root .]
+
+Starts passportsite in one daphne process (SQLite in a temporary directory, embedded defaults),
+loads the page for a session cookie, then opens ``--sockets`` sockets that each send ``--frames``
+``state`` frames as fast as they can without reading a reply, while one more visitor asks for
+``state`` every 50 ms and times the answer. Each flooding socket then reads for ``--observe``
+seconds. Prints daphne's resident memory before, at its peak and at the end, the other visitor's
+round trips, and how each flooding socket ended.
+``--root`` runs another checkout (say, the commit before a change) with the same script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def session_cookie(port: int) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    response.read()
+    for header, value in response.getheaders():
+        if header.lower() == "set-cookie" and value.startswith("sessionid="):
+            return value.split(";")[0]
+    raise RuntimeError("the page set no session cookie")
+
+
+async def flood(url: str, headers: dict[str, str], frames: int, observe: float) -> str:
+    """Send ``frames`` state frames without reading; how the socket ended."""
+    message = json.dumps({"type": "state"})
+    started = time.monotonic()
+    try:
+        async with websockets.connect(url, additional_headers=headers, max_queue=None) as ws:
+            # Nothing is read while sending: the replies pile up, as an attacker's would.
+            for _ in range(frames):
+                await ws.send(message)
+            elapsed = time.monotonic() - started
+            answered = 0
+            deadline = time.monotonic() + observe
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), timeout=deadline - time.monotonic())
+                    answered += 1
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else None
+                ending = f"closed by the server ({code})"
+            except (TimeoutError, ValueError):
+                ending = f"still open {observe} s later"
+    except ConnectionClosed as exc:
+        code = exc.rcvd.code if exc.rcvd else None
+        return f"closed by the server ({code}) while sending"
+    return (
+        f"sent {frames} frames in {elapsed:.1f} s, {answered - 1} answered, {ending},"
+        f" {time.monotonic() - started:.1f} s after the first"
+    )
+
+
+async def visitor(url: str, headers: dict[str, str], stop: asyncio.Event) -> list[float]:
+    times = []
+    async with websockets.connect(url, additional_headers=headers) as ws:
+        await ws.recv()
+        while not stop.is_set():
+            started = time.monotonic()
+            await ws.send(json.dumps({"type": "state"}))
+            await ws.recv()
+            times.append((time.monotonic() - started) * 1000)
+            await asyncio.sleep(0.05)
+    return times
+
+
+async def main(args: argparse.Namespace, port: int, pid: int) -> None:
+    url = f"ws://127.0.0.1:{port}/ws/verification/"
+    headers = {"Origin": f"http://127.0.0.1:{port}", "Cookie": session_cookie(port)}
+    await asyncio.sleep(2)
+    before = rss_mb(pid)
+    stop = asyncio.Event()
+    quiet = asyncio.ensure_future(visitor(url, headers, stop))
+    await asyncio.sleep(1)
+    peak = before
+
+    async def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, rss_mb(pid))
+            await asyncio.sleep(0.1)
+
+    sampler = asyncio.ensure_future(sample())
+    floods = [
+        asyncio.ensure_future(
+            flood(url, {**headers, "Cookie": session_cookie(port)}, args.frames, args.observe)
+        )
+        for _ in range(args.sockets)
+    ]
+    endings = await asyncio.gather(*floods)
+    stop.set()
+    times = await quiet
+    await sampler
+    after = rss_mb(pid)
+    print(f"daphne RSS: {before:.0f} MB before, {peak:.0f} MB peak, {after:.0f} MB at the end")
+    print(
+        f"other visitor's round trip during the flood: median {statistics.median(times):.1f} ms,"
+        f" p99 {sorted(times)[int(len(times) * 0.99)]:.1f} ms, max {max(times):.1f} ms"
+        f" ({len(times)} round trips)"
+    )
+    for ending, count in sorted({e: endings.count(e) for e in endings}.items()):
+        print(f"{count} flooding socket(s): {ending}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sockets", type=int, default=20)
+    parser.add_argument("--frames", type=int, default=50_000)
+    parser.add_argument("--observe", type=float, default=20, help="seconds to read after sending")
+    parser.add_argument("--root", default=str(Path(__file__).resolve().parent.parent))
+    args = parser.parse_args()
+    root = Path(args.root).resolve()
+    port = free_port()
+    with tempfile.TemporaryDirectory() as var:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "passportsite.settings",
+            "ENV_FILE": os.devnull,
+            "DEBUG": "1",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "DATABASE_URL": f"sqlite:///{var}/db.sqlite3",
+            "SANDBOX_STATE_FILE": f"{var}/sandbox.json",
+            "PYTHONPATH": str(root),
+        }
+        manage = [sys.executable, str(root / "manage.py")]
+        subprocess.run([*manage, "migrate", "-v0"], cwd=root, env=env, check=True)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "passportsite.asgi:application"],
+            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            asyncio.run(main(args, port, server.pid))
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
