@@ -195,6 +195,20 @@ def passport_bot_error(*, token: str) -> str:
     return found.first() or ""
 
 
+def passport_requests_waiting(*, now: datetime | None = None) -> list[PhoneVerification]:
+    """Telegram Passport requests still waiting for a visitor's app, newest first."""
+    return list(
+        PhoneVerification.objects.filter(
+            method=PhoneVerification.Method.PASSPORT,
+            status=PhoneVerification.Status.WAITING,
+            expires_at__gt=now or timezone.now(),
+        )
+        .exclude(passport_nonce=None)
+        .order_by("-created_at")
+        .only("id", "passport_nonce", "expires_at", "created_at")
+    )
+
+
 def sender_account_exists() -> bool:
     return SenderAccount.objects.filter(is_active=True).exclude(session="").exists()
 

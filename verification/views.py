@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import time
 from typing import Any
 
@@ -11,12 +12,14 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import engine, runtime, services
+from . import engine, passport, runtime, selectors, services
 from .app_settings import get_config
 from .consumers import session_owner
 from .db import db
@@ -51,6 +54,8 @@ def verify(request: HttpRequest) -> HttpResponse:
         else None,
         "test_numbers": test_numbers_allowed(),
         "max_attempts": config["MAX_ATTEMPTS"],
+        # After _start_runtime: the embedded sandbox registers its bot as it starts.
+        "passport": passport.passport_bot() is not None,
     }
     return render(request, "verification/verify.html", context)
 
@@ -61,10 +66,15 @@ def sandbox_inbox(request: HttpRequest) -> HttpResponse:
     if not _sandbox_inbox_available():
         raise Http404
     _start_runtime(request)
+    get_token(request)  # the inbox's Passport "Share" posts carry the CSRF cookie's token
     return render(
         request,
         "verification/sandbox_inbox.html",
-        {"codes_url": reverse("verification:sandbox_codes")},
+        {
+            "codes_url": reverse("verification:sandbox_codes"),
+            "passport_url": reverse("verification:sandbox_passport"),
+            "passport_phone": SANDBOX_PASSPORT_PHONE,
+        },
     )
 
 
@@ -93,6 +103,55 @@ def sandbox_codes(request: HttpRequest) -> JsonResponse:
         if n > after
     ]
     return JsonResponse({"codes": codes, "last": len(inbox)})
+
+
+#: The number the inbox's simulated Telegram app shares unless told another.
+SANDBOX_PASSPORT_PHONE = "+999 66 3 1234"
+
+
+def _sandbox_passport_url(verification_id: str) -> str | None:
+    bot = passport.passport_bot()
+    if bot is None:
+        return None
+    for waiting in selectors.passport_requests_waiting():
+        if str(waiting.pk) == verification_id:
+            return passport.request_url(
+                bot_id=bot.bot_id, public_key=bot.public_key, nonce=waiting.passport_nonce or ""
+            )
+    return None
+
+
+@require_http_methods(["GET", "POST"])
+def sandbox_passport(request: HttpRequest) -> JsonResponse:
+    """DEBUG only: the open Telegram Passport requests (GET), and the inbox's simulated Telegram
+    app sharing a sandbox number with one of them (POST ``id``, ``phone``), as a visitor's app
+    does when they press Authorize."""
+    embedded = runtime.current()
+    if not _sandbox_inbox_available() or embedded is None or embedded.sandbox is None:
+        raise Http404
+    if request.method == "GET":
+        now = timezone.now()
+        requests = [
+            {"id": str(waiting.pk), "expires_in": _seconds_left(waiting.expires_at, now)}
+            for waiting in selectors.passport_requests_waiting(now=now)
+        ]
+        return JsonResponse({"requests": requests if passport.passport_bot() else []})
+    url = _sandbox_passport_url(request.POST.get("id", ""))
+    if url is None:
+        return JsonResponse({"error": "REQUEST_NOT_WAITING"}, status=404)
+    from .sandbox.errors import RpcFailure
+
+    try:
+        embedded.sandbox.passport_share(request.POST.get("phone", SANDBOX_PASSPORT_PHONE), url)
+    except ValueError:
+        return JsonResponse({"error": "PHONE_NUMBER_INVALID"}, status=400)
+    except RpcFailure as failure:
+        return JsonResponse({"error": failure.message}, status=400)
+    return JsonResponse({"shared": True})
+
+
+def _seconds_left(moment: Any, now: Any) -> int:
+    return max(0, math.ceil((moment - now).total_seconds()))
 
 
 #: Largest delivery report accepted (a RequestStatus is a few hundred bytes).

@@ -1,5 +1,6 @@
 // The sandbox inbox (DEBUG only): polls the codes the local Telegram sandbox delivered and shows
-// them newest first, each with a copy button.
+// them newest first, each with a copy button; and plays a visitor's Telegram app for the open
+// Telegram Passport requests (Share answers one as Authorize would).
 
 const POLL_MS = 1000;
 const FALLBACK_STRINGS = {
@@ -13,6 +14,10 @@ const FALLBACK_STRINGS = {
   prefix: "caller number starts with {prefix}",
   open_link: "Open link",
   offline: "The inbox cannot reach the server. Retrying…",
+  share: "Share {phone}",
+  request: "Request open for {time}",
+  shared: "Shared {phone}.",
+  share_failed: "Not shared: {error}",
 };
 
 const root = document.getElementById("sandbox-inbox");
@@ -126,4 +131,72 @@ async function poll() {
   setTimeout(poll, POLL_MS);
 }
 
+const passportList = document.getElementById("passport-requests");
+const passportEmpty = document.getElementById("passport-empty");
+const passportPhone = document.getElementById("passport-phone");
+const passportMessage = document.getElementById("passport-message");
+
+async function share(id) {
+  const phone = passportPhone.value.trim();
+  const body = new URLSearchParams({ id, phone });
+  let error = "";
+  try {
+    const response = await fetch(root.dataset.passportUrl, {
+      method: "POST",
+      body,
+      headers: { "X-CSRFToken": root.dataset.csrf, Accept: "application/json" },
+    });
+    if (!response.ok) error = (await response.json().catch(() => ({}))).error || response.status;
+  } catch {
+    error = t("offline");
+  }
+  passportMessage.textContent = error ? t("share_failed", { error }) : t("shared", { phone });
+  pollPassport(false);
+}
+
+function renderRequest(request) {
+  const li = element("li", "verification-inbox-item");
+  const minutes = Math.floor(request.expires_in / 60);
+  const time = `${minutes}:${String(request.expires_in % 60).padStart(2, "0")}`;
+  li.append(element("p", "verification-quiet", t("request", { time })));
+  const button = element("button", "verification-button verification-secondary");
+  button.type = "button";
+  button.textContent = t("share", { phone: passportPhone.value.trim() });
+  button.dataset.id = request.id;
+  button.addEventListener("click", () => share(request.id));
+  li.append(button);
+  return li;
+}
+
+// Buttons say the number they will share.
+passportPhone.addEventListener("input", () => {
+  for (const button of passportList.querySelectorAll("button")) {
+    button.textContent = t("share", { phone: passportPhone.value.trim() });
+  }
+});
+
+async function pollPassport(again = true) {
+  try {
+    const response = await fetch(root.dataset.passportUrl, { cache: "no-store" });
+    if (response.ok) {
+      const { requests = [] } = await response.json();
+      // Keep the list (and focus in it) unless the open requests changed.
+      const ids = requests.map((request) => request.id).join();
+      if (passportList.dataset.ids !== ids) {
+        passportList.dataset.ids = ids;
+        passportList.replaceChildren(...requests.map(renderRequest));
+      } else {
+        requests.forEach((request, i) => {
+          passportList.children[i].firstChild.textContent = renderRequest(request).firstChild.textContent;
+        });
+      }
+      passportEmpty.hidden = requests.length > 0;
+    }
+  } catch {
+    // The codes poll already says the server is unreachable.
+  }
+  if (again) setTimeout(pollPassport, POLL_MS);
+}
+
 poll();
+pollPassport();

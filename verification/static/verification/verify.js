@@ -26,6 +26,8 @@ const ANNOUNCE_AT = new Set([60, 30, 10]);
 const EXPIRY_WARN_AT = new Set([60, 15]);
 // Statuses whose number is shown again in the phone field (cancel and "change number" alike).
 const PREFILL_STATUSES = new Set(["sending", "expired", "failed", "cancelled"]);
+// Where a Passport request's link and QR code are kept, so a reload or a second tab shows them.
+const PASSPORT_KEY = "verification-passport";
 const FIRST_CONNECT_TRIES = 3;
 const MAX_BACKOFF_SECONDS = 15;
 
@@ -39,8 +41,18 @@ const el = {
   status: $("status-message"),
   alert: $("verification-alert"),
   announcer: $("verification-announcer"),
-  steps: { number: $("step-number"), code: $("step-code"), done: $("step-done") },
-  titles: { number: $("number-title"), code: $("code-title"), done: $("done-title") },
+  steps: {
+    number: $("step-number"),
+    code: $("step-code"),
+    passport: $("step-passport"),
+    done: $("step-done"),
+  },
+  titles: {
+    number: $("number-title"),
+    code: $("code-title"),
+    passport: $("passport-title"),
+    done: $("done-title"),
+  },
   numberForm: $("number-form"),
   phoneInput: $("phone-input"),
   phoneError: $("phone-error"),
@@ -63,6 +75,13 @@ const el = {
   cancel: $("cancel"),
   verifiedNumber: $("verified-number"),
   verifyAnother: $("verify-another"),
+  passportOption: $("passport-option"),
+  passportStart: $("passport-start"),
+  passportError: $("passport-error"),
+  passportOpen: $("passport-open"),
+  passportQr: $("passport-qr"),
+  passportStatus: $("passport-status"),
+  passportCancel: $("passport-cancel"),
 };
 
 const strings = loadStrings();
@@ -152,6 +171,10 @@ const state = {
   lastAnnouncedSecond: null,
   lastExpiryWarning: null,
   resendWasShown: false,
+  passportPending: false,
+  passportLink: null, // {id, url, qr} of the latest Passport request
+  passportReceived: null,
+  passportRenewed: null, // a request whose link this tab no longer had, asked for again
   errors: new Map(), // element -> {message, extra, until}
 };
 
@@ -160,9 +183,12 @@ function visibleSnapshot() {
   return v && v.id !== state.dismissedId ? v : null;
 }
 
+const isPassport = (v) => v?.method === "passport";
+
 function stepFor(v) {
   if (!v) return "number";
   if (v.status === "verified") return "done";
+  if (isPassport(v)) return ["waiting", "received"].includes(v.status) ? "passport" : "number";
   // A resend briefly reports `sending` while the previous code is still on screen.
   if (v.status === "code_sent" || (v.status === "sending" && v.code)) return "code";
   return "number";
@@ -214,6 +240,7 @@ const alertNow = (text) => speak(el.alert, text);
 function inputFor(errorEl) {
   if (errorEl === el.phoneError) return el.phoneInput;
   if (errorEl === el.codeError) return el.codeInput;
+  if (errorEl === el.passportError) return el.passportStart;
   return null;
 }
 
@@ -267,7 +294,7 @@ function clearError(errorEl) {
 }
 
 function clearErrors() {
-  for (const errorEl of [el.phoneError, el.codeError, el.resendError, el.status]) {
+  for (const errorEl of [el.phoneError, el.codeError, el.resendError, el.passportError, el.status]) {
     clearError(errorEl);
   }
   silence(el.alert);
@@ -300,6 +327,7 @@ function render({ focus = true, rescue = {} } = {}) {
 
   if (step === "number") renderNumber(v, changed);
   else if (step === "code") renderCode(v);
+  else if (step === "passport") renderPassport(v);
   else renderDone(v);
 
   tick();
@@ -320,20 +348,22 @@ function focusStep(step) {
     if (!el.codeInput.disabled) el.codeInput.focus();
     else el.titles.code.focus();
   } else {
-    el.titles.done.focus();
+    el.titles[step].focus();
   }
 }
 
 function renderNumber(v, changed) {
   const sending = state.sendPending || (v && v.status === "sending");
   // Another tab's send, or a verification that ended without success: show its number again.
-  const prefill = v && (v.status === "sending" || (changed && PREFILL_STATUSES.has(v.status)));
+  const prefill =
+    v && !isPassport(v) && (v.status === "sending" || (changed && PREFILL_STATUSES.has(v.status)));
   if (prefill) {
     el.phoneInput.value = v.phone_number;
   }
   el.phoneInput.readOnly = Boolean(sending);
   el.numberForm.setAttribute("aria-busy", sending ? "true" : "false");
   el.sendCode.classList.toggle("is-busy", Boolean(sending));
+  el.passportStart.classList.toggle("is-busy", state.passportPending);
 }
 
 function codeDescription(v) {
@@ -436,6 +466,53 @@ function groupLike(prefix, sample) {
   return (out + digits.slice(used)).trim();
 }
 
+// The request's link and QR code come once, in `passport_request`; they are kept for reloads and
+// other tabs. A tab without them asks for a new request (once), which every tab then receives.
+function storedPassport(id) {
+  try {
+    const stored = JSON.parse(localStorage.getItem(PASSPORT_KEY));
+    return stored?.id === id ? stored : null;
+  } catch {
+    return null;
+  }
+}
+
+function storePassport(link) {
+  try {
+    localStorage.setItem(PASSPORT_KEY, JSON.stringify(link));
+  } catch {
+    // Private mode or a full store: this tab still shows the link, reloads ask for a new one.
+  }
+}
+
+function renderPassport(v) {
+  const link = state.passportLink?.id === v.id ? state.passportLink : storedPassport(v.id);
+  state.passportLink = link;
+  if (!link) {
+    el.passportOpen.removeAttribute("href");
+    if (state.passportRenewed !== v.id && v.status === "waiting") {
+      state.passportRenewed = v.id;
+      send({ type: "passport_start" }, { quiet: true });
+    }
+  } else if (el.passportOpen.getAttribute("href") !== link.url) {
+    el.passportOpen.href = link.url;
+    el.passportQr.innerHTML = link.qr; // made by our server (segno), never from the visitor
+    const svg = el.passportQr.querySelector("svg");
+    if (svg) {
+      // Scales with its box: the server's pixel size becomes the drawing's coordinates.
+      svg.setAttribute("viewBox", `0 0 ${svg.getAttribute("width")} ${svg.getAttribute("height")}`);
+      svg.removeAttribute("width");
+      svg.removeAttribute("height");
+      svg.setAttribute("role", "img");
+      svg.setAttribute("aria-label", t("passport_qr"));
+    }
+  }
+  if (v.status === "received" && state.passportReceived !== v.id) {
+    state.passportReceived = v.id;
+    announce(t("passport_received"));
+  }
+}
+
 function renderDone(v) {
   el.verifiedNumber.textContent = v.phone_number;
 }
@@ -479,7 +556,24 @@ function tick() {
 
   for (const errorEl of state.errors.keys()) paintError(errorEl);
 
+  el.passportStart.disabled = Boolean(sending) || state.passportPending;
+
   if (state.step === "code" && v) tickCode(v);
+  if (state.step === "passport" && v) tickPassport(v);
+}
+
+function tickPassport(v) {
+  const left = secondsLeft(state.expiresDeadline);
+  const received = v.status === "received";
+  setText(el.passportStatus, received ? t("passport_received") : t("passport_expires", { time: clock(left) }));
+  if (!received) warnExpiry(left, "passport_expires_soon");
+}
+
+function warnExpiry(left, key) {
+  if (EXPIRY_WARN_AT.has(left) && state.lastExpiryWarning !== left) {
+    state.lastExpiryWarning = left;
+    announce(t(key, { time: clock(left) }));
+  }
 }
 
 function tickCode(v) {
@@ -524,10 +618,7 @@ function tickCode(v) {
   }
 
   setText(el.expires, expiresLeft > 0 ? t("expires", { time: clock(expiresLeft) }) : "");
-  if (EXPIRY_WARN_AT.has(expiresLeft) && state.lastExpiryWarning !== expiresLeft) {
-    state.lastExpiryWarning = expiresLeft;
-    announce(t("expires_soon", { time: clock(expiresLeft) }));
-  }
+  warnExpiry(expiresLeft, "expires_soon");
 
   const verifyWait = secondsLeft(state.verifyBlockedUntil);
   if (!verifyWait) state.verifyBlockedUntil = null;
@@ -555,9 +646,9 @@ function onFrame(frame) {
       state.sendPending = false;
       if (first) {
         const v = visibleSnapshot();
-        if (v && v.status === "expired") showStatus(t("status_expired"), { announceIt: false });
-        if (v && v.status === "failed" && v.code) {
-          showStatus(t("status_failed"), { announceIt: false });
+        if (v && v.status === "expired") showStatus(t(endedText(v)), { announceIt: false });
+        if (v && v.status === "failed" && (v.code || isPassport(v))) {
+          showStatus(t(isPassport(v) ? "passport_failed" : "status_failed"), { announceIt: false });
         }
       }
       render();
@@ -583,6 +674,16 @@ function onFrame(frame) {
       }
       break;
     }
+    case "passport_request":
+      state.passportLink = { id: frame.verification?.id, url: frame.url, qr: frame.qr };
+      storePassport(state.passportLink);
+      state.passportPending = false;
+      acceptSnapshot(frame.verification);
+      state.lastExpiryWarning = null;
+      clearErrors();
+      showStatus("", { announceIt: false });
+      render();
+      break;
     case "resend_available":
       if (hasSnapshot) acceptSnapshot(frame.verification);
       state.resendDeadline = now();
@@ -608,8 +709,10 @@ function onFrame(frame) {
         // Neither takes a visitor who is typing by surprise: focus moves only if it was lost
         // with the code step, to the phone field after their own Cancel, else to the heading.
         const ownCancel = frame.type === "cancelled" && state.lastAction === "cancel";
-        render({ focus: false, rescue: ownCancel ? { number: el.phoneInput } : {} });
-        showStatus(t(frame.type === "cancelled" ? "status_cancelled" : "status_expired"));
+        const passport = isPassport(frame.verification);
+        const rescue = ownCancel ? el.phoneInput : passport ? el.passportStart : null;
+        render({ focus: false, rescue: rescue ? { number: rescue } : {} });
+        showStatus(t(frame.type === "cancelled" ? "status_cancelled" : endedText(frame.verification)));
       } else {
         render();
       }
@@ -624,7 +727,10 @@ function onFrame(frame) {
   }
 }
 
+const endedText = (v) => (isPassport(v) ? "passport_expired" : "status_expired");
+
 function errorTarget(code) {
+  if (code.startsWith("PASSPORT_") || state.lastAction === "passport_start") return "passport";
   if (PHONE_ERRORS.has(code)) return "phone";
   if (CODE_ERRORS.has(code)) return "code";
   if (RESEND_ERRORS.has(code)) return "resend";
@@ -654,6 +760,8 @@ function onError(frame, hasSnapshot) {
   state.sendPending = false;
   state.verifyPending = false;
   state.resendPending = false;
+  state.passportPending = false;
+  if (code === "PASSPORT_UNAVAILABLE") el.passportOption.hidden = true;
 
   const v = visibleSnapshot();
   if (code === "TOO_MANY_ATTEMPTS" && v && stepFor(v) === "code") {
@@ -676,7 +784,7 @@ function onError(frame, hasSnapshot) {
   render({ focus: false, rescue: { number: el.phoneInput } });
 
   // Show the error next to its cause when that is on screen, else at the top of the card.
-  const onScreen = { phone: "number", code: "code", resend: "code" };
+  const onScreen = { phone: "number", code: "code", resend: "code", passport: "number" };
   switch (onScreen[target] === state.step ? target : "status") {
     case "phone":
       showError(el.phoneError, message, { retryAfter, phone });
@@ -701,6 +809,10 @@ function onError(frame, hasSnapshot) {
       }
       break;
     }
+    case "passport":
+      showError(el.passportError, message, { retryAfter });
+      (el.passportOption.hidden ? el.phoneInput : el.passportStart).focus();
+      break;
     case "resend":
       showError(el.resendError, message, {
         retryAfter: code === "RESEND_NOT_AVAILABLE" ? null : retryAfter,
@@ -720,7 +832,7 @@ function send(message, { quiet = false } = {}) {
   if (!socket || socket.readyState !== WebSocket.OPEN) {
     if (!quiet) {
       // Shown beside what the visitor tried to send; what they typed stays for when we are back.
-      const errorEl = state.step === "code" ? el.codeError : el.phoneError;
+      const errorEl = { code: el.codeError, passport: el.status }[state.step] ?? el.phoneError;
       showError(errorEl, t("not_connected"));
       state.errors.get(errorEl).offline = true;
     }
@@ -862,6 +974,25 @@ el.cancel.addEventListener("click", () => {
   send({ type: "cancel" });
 });
 
+el.passportStart.addEventListener("click", () => {
+  clearErrors();
+  showStatus("", { announceIt: false });
+  if (send({ type: "passport_start" })) {
+    state.passportPending = true;
+    render({ focus: false });
+  }
+});
+
+el.passportCancel.addEventListener("click", () => {
+  const v = visibleSnapshot();
+  if (!v || !send({ type: "cancel" })) return;
+  // Back to the number at once; the `cancelled` frame that follows is expected, not news.
+  state.dismissedId = v.id;
+  clearErrors();
+  showStatus("", { announceIt: false });
+  render();
+});
+
 el.verifyAnother.addEventListener("click", () => {
   const v = visibleSnapshot();
   if (v) state.dismissedId = v.id;
@@ -946,6 +1077,7 @@ function connect() {
     state.sendPending = false;
     state.verifyPending = false;
     state.resendPending = false;
+    state.passportPending = false;
     if (state.received) render({ focus: false });
     scheduleReconnect();
   });
