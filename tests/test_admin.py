@@ -339,3 +339,73 @@ async def test_bulk_review_asks_for_a_note_and_warns_about_unverified(
         async for row in PhoneVerification.objects.filter(pk__in=selected)
     ]
     assert notes == [("approved", "Checked by phone call")] * 2
+
+
+@pytest.mark.asyncio
+async def test_method_is_a_column_a_filter_and_splits_the_summary(
+    fake_settings, staff, make_sender, stop_runtime
+):
+    from asgiref.sync import sync_to_async
+
+    from verification import passport_services, services
+    from verification.gateway import SentCode
+
+    await sync_to_async(make_sender)()
+    await sync_to_async(services.sender_account_leases_renew)(owner="w")
+    # Codes: one of two verified. Passport: two of three verified, one still waiting.
+    for owner, verified in (("a", True), ("b", False)):
+        verification, _ = await sync_to_async(services.verification_start)(
+            owner=owner, user=None, phone_number="+9996621234"
+        )
+        await sync_to_async(services.verification_code_sent)(
+            verification_id=verification.pk,
+            sent=SentCode(type="sms", phone_code_hash="h", length=5),
+        )
+        if verified:
+            await sync_to_async(services.verification_attempt_start)(
+                verification_id=verification.pk
+            )
+            await sync_to_async(services.verification_attempt_result)(
+                verification_id=verification.pk, error=None
+            )
+    for owner, verified in (("p", True), ("q", True), ("r", False)):
+        nonce = owner * 32
+        verification, _ = await sync_to_async(passport_services.verification_passport_start)(
+            owner=owner, user=None, nonce=nonce
+        )
+        if verified:
+            await sync_to_async(passport_services.verification_passport_received)(
+                nonce=nonce, telegram_user_id=1
+            )
+            await sync_to_async(passport_services.verification_passport_result)(
+                verification_id=verification.pk, phone_number="+9996631234", reason=""
+            )
+
+    client = AsyncClient()
+    await client.aforce_login(staff)
+    summary = (
+        await client.get(reverse("admin:verification_phoneverification_summary"))
+    ).content.decode()
+    table = re.search(r'<table id="summary-methods">.*?</table>', summary, re.S)
+    assert table
+    rows = re.findall(
+        r'<tr><th scope="row">([^<]+)</th><td>(?:<a [^>]+>)?(\d+)(?:</a>)?</td>'
+        r"<td>(?:<a [^>]+>)?(\d+)(?:</a>)?</td><td>([^<]+)</td></tr>",
+        table.group(0),
+    )
+    assert rows == [("Code", "2", "1", "50 %"), ("Telegram Passport", "3", "2", "67 %")]
+    passport_link = re.search(
+        r'<th scope="row">Telegram Passport</th><td><a href="([^"]+)"', table.group(0)
+    )
+    assert passport_link
+    listed = await client.get(html.unescape(passport_link.group(1)))
+    assert listed.context["cl"].result_count == 3
+
+    url = reverse("admin:verification_phoneverification_changelist")
+    changelist = await client.get(url)
+    body = changelist.content.decode()
+    assert '<th scope="col" class="sortable column-method">' in body
+    assert body.count('<td class="field-method">Telegram Passport</td>') == 3
+    assert "?method__exact=passport" in body  # the filter offers each method
+    filtered = await client.get(url, {"method__exact": "code"})
+    assert filtered.context["cl"].result_count == 2

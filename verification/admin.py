@@ -313,6 +313,7 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
     list_display = [
         "phone_number",
         "status",
+        "method",
         "code_type_label",
         "attempts",
         "last_error_label",
@@ -321,6 +322,7 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
     ]
     list_filter = [
         "status",
+        "method",
         "review_status",
         CodeTypeFilter,
         LastErrorFilter,
@@ -336,6 +338,7 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
         "user",
         "sender_account",
         "status",
+        "method",
         "code_type_label",
         "code_length",
         "next_type_label",
@@ -389,6 +392,14 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
             "statuses": [
                 (label, summary["by_status"].get(value, 0), link(status=value))
                 for value, label in PhoneVerification.Status.choices
+            ],
+            "methods": [
+                {
+                    **row,
+                    "label": PhoneVerification.Method(row["method"]).label,
+                    "url": link(method=row["method"]),
+                }
+                for row in summary["by_method"]
             ],
             "code_types": [
                 {
