@@ -374,22 +374,11 @@ function codeDescription(v) {
     prefix: code.prefix ?? "",
     beginning: code.beginning ?? "",
   };
-  switch (code.type) {
-    case "sms_word":
-    case "sms_phrase":
-      return [t(code.beginning ? `code_${code.type}` : `code_${code.type}_plain`), params];
-    case "app":
-    case "sms":
-    case "call":
-    case "flash_call":
-    case "missed_call":
-    case "email":
-    case "fragment_sms":
-    case "firebase_sms":
-      return [strings[`code_${code.type}`], params];
-    default:
-      return [t("code_unknown"), params];
+  const key = `code_${code.type}`;
+  if (code.type === "sms_word" || code.type === "sms_phrase") {
+    return [t(code.beginning ? key : `${key}_plain`), params];
   }
+  return [key in strings ? strings[key] : t("code_unknown"), params];
 }
 
 function codeShape(v) {
@@ -735,16 +724,7 @@ function errorTarget(code) {
   if (CODE_ERRORS.has(code)) return "code";
   if (RESEND_ERRORS.has(code)) return "resend";
   if (code === "TOO_MANY_ATTEMPTS") return "status";
-  switch (state.lastAction) {
-    case "send_code":
-      return "phone";
-    case "verify":
-      return "code";
-    case "resend":
-      return "resend";
-    default:
-      return "status";
-  }
+  return { send_code: "phone", verify: "code", resend: "resend" }[state.lastAction] ?? "status";
 }
 
 function onError(frame, hasSnapshot) {
