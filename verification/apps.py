@@ -10,5 +10,6 @@ class VerificationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Registers the system checks, and the owner rotation on sign-in and sign-out.
-        from . import checks, owners  # noqa: F401
+        # Registers the system checks, the owner rotation on sign-in and sign-out, and the
+        # Gateway API transport's runner.
+        from . import checks, gateway_requests, owners  # noqa: F401

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation.trans_real import parse_accept_lang_header
 
-from . import engine, runtime
+from . import dispatch, engine, runtime
 from .addresses import client_address
 from .app_settings import get_config
 from .db import db
@@ -139,7 +139,7 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
     async def on_state(self, content: dict[str, Any]) -> None:
         await self.send_frame(frame("state", await engine.current(self.owner)))
 
-    async def on_send_code(self, content: dict[str, Any]) -> engine.Request | None:
+    async def on_send_code(self, content: dict[str, Any]) -> dispatch.Request | None:
         raw = content.get("phone_number")
         if not isinstance(raw, str):
             raise VerificationError(ErrorCode.BAD_MESSAGE)
@@ -192,10 +192,10 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         self.owner = await db(session_owner)(session)
         await self._join()
 
-    async def on_resend(self, content: dict[str, Any]) -> engine.Request | None:
+    async def on_resend(self, content: dict[str, Any]) -> dispatch.Request | None:
         return await engine.resend(owner=self.owner)
 
-    async def on_verify(self, content: dict[str, Any]) -> engine.Request | None:
+    async def on_verify(self, content: dict[str, Any]) -> dispatch.Request | None:
         code = content.get("code")
         if code is not None and not isinstance(code, str):
             raise VerificationError(ErrorCode.BAD_MESSAGE)

@@ -13,93 +13,24 @@ its deadline, and gives up on it in Telethon when time runs out, so a late code 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from channels.layers import BaseChannelLayer, get_channel_layer
-
 from . import passport, passport_services, services
-from .app_settings import get_config
 from .db import db
+from .dispatch import Request, hand_over, no_answer, push, reachable
 from .errors import ErrorCode, VerificationError
 from .forms import PhoneForm
-from .frames import error_frame, frame, group_name
+from .frames import error_frame, frame
 from .models import PhoneVerification
-from .selectors import verification_get
-from .worker.client import worker_channel
 
 #: Seconds after a request's deadline before a tab concludes its worker died.
 ANSWER_GRACE = 5.0
 
 
-def channel_layer() -> BaseChannelLayer:
-    return get_channel_layer(get_config()["CHANNEL_LAYER"])
-
-
-async def push(owner: str, data: dict[str, Any], *, answers: str = "") -> None:
-    """Send a frame to every tab of ``owner``; ``answers`` names the request it answers."""
-    event = {"type": "verification.frame", "frame": data, "answers": answers}
-    await channel_layer().group_send(group_name(owner), event)
-
-
-@dataclass(frozen=True)
-class Request:
-    """Telegram work handed to the worker holding a verification's sender account."""
-
-    id: str
-    kind: str
-    verification: PhoneVerification
-    deadline: float
-
-    @classmethod
-    def new(cls, kind: str, verification: PhoneVerification) -> Request:
-        deadline = time.time() + get_config()["REQUEST_TIMEOUT"]
-        return cls(secrets.token_hex(8), kind, verification, deadline)
-
-    def message(self, **data: Any) -> dict[str, Any]:
-        verification = self.verification
-        return {
-            "type": f"telegram.{self.kind}",
-            "request": self.id,
-            "deadline": self.deadline,
-            "verification": str(verification.pk),
-            "owner": verification.owner,
-            "account": verification.sender_account_id,
-            "phone_number": verification.phone_number,
-            **data,
-        }
-
-
-def reachable(verification: PhoneVerification) -> bool:
-    """Whether something can act on ``verification``'s requests now: the Gateway API (any
-    process can call it), or the live worker holding its sender account."""
-    return verification.transport == PhoneVerification.Transport.GATEWAY or bool(
-        worker_channel(verification)
-    )
-
-
-async def _hand_over(request: Request, **data: Any) -> bool:
-    """Give ``request`` to the worker holding its account; False when no live worker does.
-
-    A Gateway API verification's requests run in this process instead (no lease to hold).
-    """
-    if request.verification.transport == PhoneVerification.Transport.GATEWAY:
-        from . import gateway_requests
-
-        gateway_requests.spawn(request.message(**data))
-        return True
-    channel = worker_channel(request.verification)
-    if not channel:
-        return False
-    await channel_layer().send(channel, request.message(**data))
-    return True
-
-
 async def _dispatch(request: Request, **data: Any) -> Request | None:
     """Hand ``request`` over, or fail it at once (told to every tab) when no worker holds it."""
-    if await _hand_over(request, **data):
+    if await hand_over(request, **data):
         return request
     await no_answer(request)
     return None
@@ -148,7 +79,7 @@ async def start(
         ip_address=ip_address,
     )
     for previous in cancelled:
-        await _hand_over(Request.new("cancel", previous))
+        await hand_over(Request.new("cancel", previous))
     await push(owner, frame("state", verification))
     return await _dispatch(Request.new("send", verification))
 
@@ -190,7 +121,7 @@ async def announce_cancelled(verification: PhoneVerification) -> None:
     if verification.status != PhoneVerification.Status.CANCELLED:
         return
     await push(verification.owner, frame("cancelled", verification))
-    await _hand_over(Request.new("cancel", verification))
+    await hand_over(Request.new("cancel", verification))
 
 
 async def expire(verification_id: Any) -> PhoneVerification | None:
@@ -199,26 +130,6 @@ async def expire(verification_id: Any) -> PhoneVerification | None:
     if expired is not None:
         await push(expired.owner, frame("expired", expired))
     return expired
-
-
-async def no_answer(request: Request) -> None:
-    """No worker answered ``request`` in time: record it and tell every tab."""
-    verification = request.verification
-    if request.kind == "verify":
-        # The worker counts an attempt when it takes the code, so none was used up here.
-        updated = await db(verification_get)(verification_id=verification.pk)
-        if updated is not None and not updated.is_active:
-            return
-    elif request.kind in {"send", "resend"}:
-        updated = await db(services.verification_send_failed)(
-            verification_id=verification.pk, code=ErrorCode.TELEGRAM_UNAVAILABLE
-        )
-    else:
-        return
-    if updated is not None:
-        await push(
-            updated.owner, error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, updated), answers=request.id
-        )
 
 
 # Telegram Passport ----------------------------------------------------------------------------
@@ -235,7 +146,7 @@ async def passport_start(*, owner: str, user: Any, ip_address: str | None = None
         owner=owner, user=user, nonce=nonce, ip_address=ip_address
     )
     for previous in cancelled:
-        await _hand_over(Request.new("cancel", previous))
+        await hand_over(Request.new("cancel", previous))
     url = passport.request_url(bot_id=bot.bot_id, public_key=bot.public_key, nonce=nonce)
     request = frame("passport_request", verification, url=url, qr=passport.qr_svg(url))
     request["expires_in"] = request["verification"]["expires_in"]

@@ -1,10 +1,10 @@
 """The Gateway API transport's side of the use cases: send, resend, check a code, cancel.
 
-A Gateway verification has no sender account, so no worker holds it: :func:`verification.engine.
-_hand_over` gives its requests to :func:`spawn`, which runs each as a task in this process (any
+A Gateway verification has no sender account, so no worker holds it: :func:`verification.dispatch.
+hand_over` gives its requests to :func:`spawn`, which runs each as a task in this process (any
 process may call the Gateway). As in the worker, one request per browser session runs at a time,
 every request is answered by its deadline, and every result reaches every tab through
-:func:`verification.engine.push`.
+:func:`verification.dispatch.push`.
 
 The send asks ``checkSendAbility`` first: a number that cannot receive costs nothing more and
 falls through to the next transport (or is told ``PHONE_NOT_ON_TELEGRAM``), and the check's
@@ -19,7 +19,7 @@ import time
 import weakref
 from typing import Any
 
-from . import engine, services
+from . import dispatch, services
 from .app_settings import get_config
 from .db import db
 from .errors import ErrorCode, VerificationError
@@ -47,13 +47,7 @@ _tasks: set[asyncio.Task[None]] = set()
 
 
 def gateway_address() -> tuple[str, str]:
-    """(URL, token) of the Gateway API: the embedded Gateway sandbox's when one runs."""
-    from . import runtime
-
-    embedded = runtime.current()
-    sandbox = getattr(embedded, "gateway_sandbox", None) if embedded else None
-    if sandbox is not None:
-        return sandbox.url, sandbox.token
+    """(URL, token) of the Gateway API."""
     config = get_config()
     return config["TELEGRAM_GATEWAY_URL"], config["TELEGRAM_GATEWAY_TOKEN"]
 
@@ -72,7 +66,7 @@ def api() -> TelegramGatewayAPI:
 
 
 def spawn(message: dict[str, Any]) -> None:
-    """Run one request (an :meth:`engine.Request.message`) in the background."""
+    """Run one request (an :meth:`dispatch.Request.message`) in the background."""
     task = asyncio.ensure_future(_run(message))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
@@ -154,7 +148,7 @@ async def send(message: dict[str, Any]) -> None:
         # Cancelled while the message went out: withdraw it.
         await _revoke_quietly(status.request_id)
         return
-    await engine.push(updated.owner, frame("code_sent", updated), answers=message["request"])
+    await dispatch.push(updated.owner, frame("code_sent", updated), answers=message["request"])
 
 
 async def _fall_through(message: dict[str, Any], exc: GatewayError) -> bool:
@@ -166,10 +160,10 @@ async def _fall_through(message: dict[str, Any], exc: GatewayError) -> bool:
     )
     if moved is None:
         return False
-    request = engine.Request(message["request"], "send", moved, message["deadline"])
-    if await engine._hand_over(request):
+    request = dispatch.Request(message["request"], "send", moved, message["deadline"])
+    if await dispatch.hand_over(request):
         return True
-    await engine.no_answer(request)
+    await dispatch.no_answer(request)
     return True
 
 
@@ -181,7 +175,7 @@ async def _send_failed(message: dict[str, Any], exc: GatewayError) -> None:
         telegram_error=exc.telegram_error,
     )
     if updated is not None:
-        await engine.push(
+        await dispatch.push(
             updated.owner,
             error_frame(exc.code, updated, retry_after=exc.retry_after),
             answers=message["request"],
@@ -213,7 +207,7 @@ async def resend(message: dict[str, Any]) -> None:
     if previous:
         # Only the newest code counts, as with Telegram's own resends.
         await _revoke_quietly(previous)
-    await engine.push(updated.owner, frame("code_sent", updated), answers=message["request"])
+    await dispatch.push(updated.owner, frame("code_sent", updated), answers=message["request"])
 
 
 async def verify(message: dict[str, Any]) -> None:
@@ -221,7 +215,7 @@ async def verify(message: dict[str, Any]) -> None:
     if time.time() >= message["deadline"]:
         current = await db(verification_get)(verification_id=message["verification"])
         if current is not None and current.is_active:
-            await engine.push(
+            await dispatch.push(
                 current.owner,
                 error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, current),
                 answers=answers,
@@ -233,7 +227,7 @@ async def verify(message: dict[str, Any]) -> None:
         )
     except VerificationError as exc:
         current = await db(verification_get)(verification_id=message["verification"])
-        await engine.push(message["owner"], error_frame(exc.code, current), answers=answers)
+        await dispatch.push(message["owner"], error_frame(exc.code, current), answers=answers)
         return
     error: GatewayError | None = None
     try:
@@ -256,12 +250,12 @@ async def verify(message: dict[str, Any]) -> None:
     if updated is None:
         return
     if shown is None:
-        await engine.push(updated.owner, frame("verified", updated), answers=answers)
+        await dispatch.push(updated.owner, frame("verified", updated), answers=answers)
         return
     if shown is ErrorCode.TOO_MANY_ATTEMPTS:
         await _revoke_quietly(verification.gateway_request_id)
     retry_after = error.retry_after if error else None
-    await engine.push(
+    await dispatch.push(
         updated.owner, error_frame(shown, updated, retry_after=retry_after), answers=answers
     )
 
@@ -278,3 +272,7 @@ async def _revoke_quietly(request_id: str) -> None:
     except GatewayError as exc:
         # The verification is over either way; a message already read stays, unusable here.
         logger.info("revokeVerificationMessage: %s", exc.telegram_error)
+
+
+# A Gateway verification's requests run in the process that makes them (see the docstring).
+dispatch.run_locally(PhoneVerification.Transport.GATEWAY, spawn)

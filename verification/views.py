@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import engine, passport, runtime, selectors, services
+from . import dispatch, passport, runtime, selectors, services
 from .app_settings import get_config
 from .consumers import session_owner
 from .db import db
@@ -215,5 +215,5 @@ async def gateway_report(request: HttpRequest) -> HttpResponse:
     except services.UnknownRequest:
         return HttpResponse(status=404)
     if changed:
-        await engine.push(verification.owner, frame("delivery", verification, status=status))
+        await dispatch.push(verification.owner, frame("delivery", verification, status=status))
     return HttpResponse(status=200)

@@ -14,7 +14,7 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer
 
-from .. import engine, services
+from .. import dispatch, services
 from ..crypto import is_undecryptable
 from ..db import db
 from ..errors import ErrorCode, VerificationError
@@ -88,7 +88,7 @@ class Handlers:
                 account_id, message["phone_number"], sent.phone_code_hash, message["deadline"]
             )
             return
-        await engine.push(updated.owner, frame("code_sent", updated), answers=message["request"])
+        await dispatch.push(updated.owner, frame("code_sent", updated), answers=message["request"])
 
     async def _flooded(self, message: dict[str, Any], exc: GatewayError) -> bool:
         """A FLOOD_WAIT on a send: decide whose it is. True when the request went elsewhere.
@@ -112,8 +112,8 @@ class Handlers:
         )
         if moved is None:
             return False
-        request = engine.Request(message["request"], "send", moved, message["deadline"])
-        return await engine._hand_over(request, failover_from=account_id, flood_seconds=seconds)
+        request = dispatch.Request(message["request"], "send", moved, message["deadline"])
+        return await dispatch.hand_over(request, failover_from=account_id, flood_seconds=seconds)
 
     async def _mark_flooded(self, account_id: int, seconds: int) -> None:
         logger.warning("Sender account %s is flood-waiting %s s", account_id, seconds)
@@ -129,7 +129,7 @@ class Handlers:
             telegram_error=exc.telegram_error,
         )
         if updated is not None:
-            await engine.push(
+            await dispatch.push(
                 updated.owner,
                 error_frame(exc.code, updated, retry_after=exc.retry_after),
                 answers=message["request"],
@@ -167,7 +167,7 @@ class Handlers:
             verification_id=verification.pk, sent=sent, resent=True
         )
         if updated is not None:
-            await engine.push(
+            await dispatch.push(
                 updated.owner, frame("code_sent", updated), answers=message["request"]
             )
 
@@ -179,7 +179,7 @@ class Handlers:
             # Queued past its deadline: the tab was told Telegram is unavailable, no attempt used.
             verification = await db(verification_get)(verification_id=message["verification"])
             if verification is not None and verification.is_active:
-                await engine.push(
+                await dispatch.push(
                     verification.owner,
                     error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, verification),
                     answers=answers,
@@ -191,7 +191,7 @@ class Handlers:
             )
         except VerificationError as exc:
             current = await db(verification_get)(verification_id=message["verification"])
-            await engine.push(message["owner"], error_frame(exc.code, current), answers=answers)
+            await dispatch.push(message["owner"], error_frame(exc.code, current), answers=answers)
             return
         error: GatewayError | None = None
         try:
@@ -226,7 +226,7 @@ class Handlers:
             return
         answers = message["request"]
         if shown is None:
-            await engine.push(updated.owner, frame("verified", updated), answers=answers)
+            await dispatch.push(updated.owner, frame("verified", updated), answers=answers)
             return
         if shown is ErrorCode.TOO_MANY_ATTEMPTS:
             await self._cancel_quietly(
@@ -236,7 +236,7 @@ class Handlers:
                 time.time() + 5,
             )
         retry_after = error.retry_after if error else None
-        await engine.push(
+        await dispatch.push(
             updated.owner, error_frame(shown, updated, retry_after=retry_after), answers=answers
         )
 

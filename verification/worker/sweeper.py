@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .. import engine, services
+from .. import dispatch, services
 from ..db import db
 from ..errors import ErrorCode
 from ..frames import error_frame, frame
@@ -16,10 +16,10 @@ logger = logging.getLogger("verification.worker")
 async def sweep() -> None:
     """Expire verifications past their deadline and fail stuck sends; tell their tabs."""
     for verification in await db(services.verification_expire_all_due)():
-        await engine.push(verification.owner, frame("expired", verification))
+        await dispatch.push(verification.owner, frame("expired", verification))
     # A send that no worker answered (its worker died holding the request) fails visibly.
     for verification in await db(services.verification_fail_stuck_sends)():
-        await engine.push(
+        await dispatch.push(
             verification.owner, error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, verification)
         )
 

@@ -1,0 +1,119 @@
+"""How work and results travel: requests to whoever runs them, frames to every tab.
+
+A :class:`Request` is Telegram work for one verification, with an id and a deadline. It goes to
+the Telegram worker holding the verification's sender account (over the channel layer), or, for
+a transport registered with :func:`run_locally`, to a task in this process. Results go to every
+tab of the owning browser session through :func:`push`. The use cases in
+:mod:`verification.engine`, the worker and the transports all travel this way.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from channels.layers import BaseChannelLayer, get_channel_layer
+
+from . import services
+from .app_settings import get_config
+from .db import db
+from .errors import ErrorCode
+from .frames import error_frame, group_name
+from .models import PhoneVerification
+from .selectors import verification_get
+from .worker.client import worker_channel
+
+
+def channel_layer() -> BaseChannelLayer:
+    return get_channel_layer(get_config()["CHANNEL_LAYER"])
+
+
+async def push(owner: str, data: dict[str, Any], *, answers: str = "") -> None:
+    """Send a frame to every tab of ``owner``; ``answers`` names the request it answers."""
+    event = {"type": "verification.frame", "frame": data, "answers": answers}
+    await channel_layer().group_send(group_name(owner), event)
+
+
+@dataclass(frozen=True)
+class Request:
+    """Telegram work handed to the worker holding a verification's sender account."""
+
+    id: str
+    kind: str
+    verification: PhoneVerification
+    deadline: float
+
+    @classmethod
+    def new(cls, kind: str, verification: PhoneVerification) -> Request:
+        deadline = time.time() + get_config()["REQUEST_TIMEOUT"]
+        return cls(secrets.token_hex(8), kind, verification, deadline)
+
+    def message(self, **data: Any) -> dict[str, Any]:
+        verification = self.verification
+        return {
+            "type": f"telegram.{self.kind}",
+            "request": self.id,
+            "deadline": self.deadline,
+            "verification": str(verification.pk),
+            "owner": verification.owner,
+            "account": verification.sender_account_id,
+            "phone_number": verification.phone_number,
+            **data,
+        }
+
+
+def reachable(verification: PhoneVerification) -> bool:
+    """Whether something can act on ``verification``'s requests now: the Gateway API (any
+    process can call it), or the live worker holding its sender account."""
+    return verification.transport in _local_runners or bool(worker_channel(verification))
+
+
+#: Transports whose requests run in the process that makes them (no worker holds them), by
+#: transport: the function that runs one request's message. Registered by the transport's
+#: module when the app loads (``apps.py``).
+_local_runners: dict[str, Callable[[dict[str, Any]], None]] = {}
+
+
+def run_locally(transport: str, runner: Callable[[dict[str, Any]], None]) -> None:
+    """Have ``runner`` take the requests of ``transport``'s verifications in this process."""
+    _local_runners[transport] = runner
+
+
+async def hand_over(request: Request, **data: Any) -> bool:
+    """Give ``request`` to the worker holding its account; False when no live worker does.
+
+    A transport registered with :func:`run_locally` (the Gateway API: any process may call it,
+    there is no lease to hold) runs its requests in this process instead.
+    """
+    runner = _local_runners.get(request.verification.transport)
+    if runner is not None:
+        runner(request.message(**data))
+        return True
+    channel = worker_channel(request.verification)
+    if not channel:
+        return False
+    await channel_layer().send(channel, request.message(**data))
+    return True
+
+
+async def no_answer(request: Request) -> None:
+    """No worker answered ``request`` in time: record it and tell every tab."""
+    verification = request.verification
+    if request.kind == "verify":
+        # The worker counts an attempt when it takes the code, so none was used up here.
+        updated = await db(verification_get)(verification_id=verification.pk)
+        if updated is not None and not updated.is_active:
+            return
+    elif request.kind in {"send", "resend"}:
+        updated = await db(services.verification_send_failed)(
+            verification_id=verification.pk, code=ErrorCode.TELEGRAM_UNAVAILABLE
+        )
+    else:
+        return
+    if updated is not None:
+        await push(
+            updated.owner, error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, updated), answers=request.id
+        )
