@@ -159,6 +159,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 TELEGRAM_SERVER = env.str("TELEGRAM_SERVER", default="")
 TELEGRAM_API_ID = env.int("TELEGRAM_API_ID", default=0)
+TELEGRAM_GATEWAY_TOKEN = env.str("TELEGRAM_GATEWAY_TOKEN", default="")
+TELEGRAM_GATEWAY_URL = env.str("TELEGRAM_GATEWAY_URL", default="")
+# No server and no credentials: run the local sandbox inside the web process.
+EMBEDDED_SANDBOX = env.bool("EMBEDDED_SANDBOX", default=not TELEGRAM_SERVER and not TELEGRAM_API_ID)
+# With the embedded sandbox and no Gateway token, the Gateway API sandbox runs beside it.
+EMBEDDED_GATEWAY_SANDBOX = env.bool(
+    "EMBEDDED_GATEWAY_SANDBOX", default=EMBEDDED_SANDBOX and not TELEGRAM_GATEWAY_TOKEN
+)
+# Where this site is reached; the embedded Gateway sandbox posts its delivery reports here.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 
 def rate_limits(value: str) -> dict[str, tuple[int, int] | None] | None:
@@ -196,10 +206,17 @@ VERIFICATION = {
     "TELEGRAM_API_HASH": env.str("TELEGRAM_API_HASH", default=""),
     "TELEGRAM_SERVER": TELEGRAM_SERVER,
     "TELEGRAM_SERVER_PUBLIC_KEY": env.str("TELEGRAM_SERVER_PUBLIC_KEY", default=""),
-    # No server and no credentials: run the local sandbox inside the web process.
-    "EMBEDDED_SANDBOX": env.bool(
-        "EMBEDDED_SANDBOX", default=not TELEGRAM_SERVER and not TELEGRAM_API_ID
+    "EMBEDDED_SANDBOX": EMBEDDED_SANDBOX,
+    "TRANSPORTS": env.list("TRANSPORTS", default=["sender", "gateway"]),
+    "TELEGRAM_GATEWAY_TOKEN": TELEGRAM_GATEWAY_TOKEN,
+    # Unset: Telegram's own address (the app's default).
+    **({"TELEGRAM_GATEWAY_URL": TELEGRAM_GATEWAY_URL} if TELEGRAM_GATEWAY_URL else {}),
+    "EMBEDDED_GATEWAY_SANDBOX": EMBEDDED_GATEWAY_SANDBOX,
+    "TELEGRAM_GATEWAY_CALLBACK_URL": env.str(
+        "TELEGRAM_GATEWAY_CALLBACK_URL",
+        default=f"{SITE_URL}/gateway/report/" if EMBEDDED_GATEWAY_SANDBOX else "",
     ),
+    "TELEGRAM_GATEWAY_SENDER_USERNAME": env.str("TELEGRAM_GATEWAY_SENDER_USERNAME", default=""),
     "SANDBOX_STATE_FILE": env.str(
         "SANDBOX_STATE_FILE", default=str(BASE_DIR / "var" / "sandbox-state.json")
     ),

@@ -393,3 +393,42 @@ def test_gateway_options_the_gateway_does_not_take(configure):
 def test_gateway_options_the_gateway_takes(configure):
     configure(EMBEDDED_SANDBOX=True, GATEWAY_OPTIONS={"request_timeout": 5, "dc_id": 1})
     assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    "transports",
+    [[], ["gateway", "email"], ["sender", "sender"], ["Gateway"]],
+)
+def test_transports_name_each_known_transport_once(configure, transports):
+    configure(EMBEDDED_SANDBOX=True, TRANSPORTS=transports)
+    message = only(check_settings())
+    assert message.id == "verification.E014"
+    assert message.level == ERROR
+    assert "'sender' and/or 'gateway', each once" in message.msg
+
+
+@pytest.mark.parametrize("transports", [["gateway"], ["gateway", "sender"], ("sender",)])
+def test_transports_in_any_order_pass(configure, transports):
+    configure(EMBEDDED_SANDBOX=True, TRANSPORTS=transports)
+    assert check_settings() == []
+
+
+def test_embedded_gateway_sandbox_without_embedded_worker_warns(configure, settings):
+    settings.CHANNEL_LAYERS = REDIS
+    settings.CACHES = REDIS_CACHE
+    configure(EMBEDDED_GATEWAY_SANDBOX=True, EMBEDDED_WORKER=False, **CREDENTIALS)
+    message = only(check_settings())
+    assert message.id == "verification.W032"
+    assert "manage.py telegram_sandbox --gateway-port" in message.hint
+
+
+def test_a_gateway_token_alone_can_send_codes(configure):
+    configure(TRANSPORTS=["gateway"], TELEGRAM_GATEWAY_TOKEN="token")
+    assert check_settings() == []
+    reported = {message.id for message in check_settings(deploy=True)}
+    assert not reported & {"verification.W020", "verification.E020"}, reported
+
+
+def test_a_gateway_token_left_out_of_transports_cannot(configure):
+    configure(TRANSPORTS=["sender"], TELEGRAM_GATEWAY_TOKEN="token")
+    assert only(check_settings()).id == "verification.W020"

@@ -63,6 +63,14 @@ SETTINGS: tuple[Setting, ...] = (
         "automatically (development only).",
     ),
     Setting(
+        "EMBEDDED_GATEWAY_SANDBOX",
+        False,
+        bool,
+        "Run the Gateway API sandbox inside the web process (with the embedded worker) and send "
+        "Gateway messages to it, with its own token, instead of `TELEGRAM_GATEWAY_URL` "
+        "(development only; [docs/gateway.md](docs/gateway.md)).",
+    ),
+    Setting(
         "SANDBOX_STATE_FILE",
         "",
         str,
@@ -113,8 +121,9 @@ SETTINGS: tuple[Setting, ...] = (
         (list, tuple),
         'How codes go out, in order of preference: `"sender"` (the site\'s sender accounts, '
         'MTProto) and `"gateway"` (Telegram\'s Gateway API, used only when '
-        "`TELEGRAM_GATEWAY_TOKEN` is set). A send the first cannot do (no free sender account; "
-        "a number the Gateway cannot reach) falls through to the next.",
+        "`TELEGRAM_GATEWAY_TOKEN` is set or `EMBEDDED_GATEWAY_SANDBOX` is on). A send the first "
+        "cannot do (no free sender account; a number the Gateway cannot reach) falls through to "
+        "the next.",
     ),
     Setting(
         "TELEGRAM_GATEWAY_TOKEN",

@@ -21,6 +21,7 @@ from .addresses import trusted_proxies_invalid
 from .app_settings import BY_NAME, RATE_LIMIT_SCOPES, SETTINGS, get_config, unknown_keys
 from .gateway import gateway_options
 from .gateway.base import TelegramGateway
+from .models import PhoneVerification
 from .passport import bot_id_from_token, private_key_load, private_key_setting_text
 
 Messages = list[CheckMessage]
@@ -276,6 +277,27 @@ def check_separate_workers_share_the_cache(app_configs: Any = None, **kwargs: An
     ]
 
 
+@register()
+def check_transports(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """TRANSPORTS names "sender" and/or "gateway", each once."""
+    if (config := _config()) is None:
+        return []
+    transports = list(config["TRANSPORTS"])
+    known = list(PhoneVerification.Transport.values)
+    wrong = [name for name in transports if name not in known]
+    if transports and not wrong and len(set(transports)) == len(transports):
+        return []
+    return [
+        Error(
+            f"VERIFICATION['TRANSPORTS'] is {transports!r}: it must list "
+            + " and/or ".join(repr(name) for name in known)
+            + ", each once, in order of preference.",
+            hint='For example ["gateway", "sender"]: the Gateway API first, sender accounts next.',
+            id="verification.E014",
+        )
+    ]
+
+
 # Abuse -------------------------------------------------------------------------------------------
 
 
@@ -323,7 +345,12 @@ def check_regions_restricted(app_configs: Any = None, **kwargs: Any) -> Messages
 
 def _can_send_codes(config: dict[str, Any]) -> bool:
     has_credentials = bool(config["TELEGRAM_API_ID"] and config["TELEGRAM_API_HASH"])
-    return bool(config["EMBEDDED_SANDBOX"] or config["TELEGRAM_SERVER"] or has_credentials)
+    has_gateway = "gateway" in config["TRANSPORTS"] and bool(
+        config["TELEGRAM_GATEWAY_TOKEN"] or config["EMBEDDED_GATEWAY_SANDBOX"]
+    )
+    return bool(
+        config["EMBEDDED_SANDBOX"] or config["TELEGRAM_SERVER"] or has_credentials or has_gateway
+    )
 
 
 @register()
@@ -402,6 +429,25 @@ def check_embedded_sandbox_in_production(app_configs: Any = None, **kwargs: Any)
             "real codes.",
             hint="Configure Telegram credentials for production.",
             id="verification.W030",
+        )
+    ]
+
+
+@register()
+def check_embedded_gateway_sandbox_has_a_worker(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """The embedded Gateway sandbox starts with the embedded worker, so it needs EMBEDDED_WORKER
+    on."""
+    if (config := _config()) is None or not config["EMBEDDED_GATEWAY_SANDBOX"]:
+        return []
+    if config["EMBEDDED_WORKER"]:
+        return []
+    return [
+        Warning(
+            "EMBEDDED_GATEWAY_SANDBOX is on but EMBEDDED_WORKER is off: the Gateway sandbox "
+            "only starts with the embedded worker, so Gateway messages cannot be sent.",
+            hint="Run a standalone sandbox (manage.py telegram_sandbox --gateway-port N) and set "
+            "TELEGRAM_GATEWAY_URL and TELEGRAM_GATEWAY_TOKEN, or turn EMBEDDED_WORKER on.",
+            id="verification.W032",
         )
     ]
 

@@ -46,8 +46,21 @@ _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, KeyedLock] = (
 _tasks: set[asyncio.Task[None]] = set()
 
 
+#: (URL, token) of the Gateway sandbox embedded in this process, set by the embedded runtime.
+_embedded_sandbox: tuple[str, str] | None = None
+
+
+def embedded_sandbox_set(address: tuple[str, str] | None) -> None:
+    """Send this process's Gateway requests to an embedded sandbox at ``(URL, token)`` (None:
+    back to ``TELEGRAM_GATEWAY_URL`` and ``TELEGRAM_GATEWAY_TOKEN``)."""
+    global _embedded_sandbox
+    _embedded_sandbox = address
+
+
 def gateway_address() -> tuple[str, str]:
-    """(URL, token) of the Gateway API."""
+    """(URL, token) of the Gateway API: the embedded sandbox's while it runs, else the settings'."""
+    if _embedded_sandbox is not None:
+        return _embedded_sandbox
     config = get_config()
     return config["TELEGRAM_GATEWAY_URL"], config["TELEGRAM_GATEWAY_TOKEN"]
 

@@ -1,4 +1,4 @@
-"""The embedded runtime: the Telegram worker (and, for development, the sandbox) started inside
+"""The embedded runtime: the Telegram worker (and, for development, the sandboxes) started inside
 the web process on its own event loop, the first time a visitor's socket connects.
 
 With ``EMBEDDED_WORKER`` off nothing runs here: ``manage.py telegram_worker`` processes do the work.
@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import passport, services
+from . import gateway_requests, passport, services
 from .app_settings import get_config
 from .db import db
 from .gateway import gateway_from_settings
@@ -33,6 +33,7 @@ class EmbeddedRuntime:
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.sandbox: Any = None
+        self.gateway_sandbox: Any = None
         self.key_file: Path | None = None
         self.worker: TelegramWorker | None = None
         self.task: asyncio.Task[None] | None = None
@@ -41,7 +42,7 @@ class EmbeddedRuntime:
         self._gateway_kwargs: dict[str, Any] = {}
 
     async def start(self) -> None:
-        """Start the sandbox (if embedded) and the supervised worker; undo it all on failure."""
+        """Start the sandboxes (if embedded) and the supervised worker; undo it all on failure."""
         try:
             await self._start()
         except BaseException:
@@ -65,6 +66,11 @@ class EmbeddedRuntime:
             }
             if not config["PASSPORT_BOT_TOKEN"]:
                 await asyncio.to_thread(self._register_sandbox_bot)
+        if config["EMBEDDED_GATEWAY_SANDBOX"]:
+            self.gateway_sandbox = await asyncio.to_thread(self._start_gateway_sandbox)
+            gateway_requests.embedded_sandbox_set(
+                (self.gateway_sandbox.url, self.gateway_sandbox.token)
+            )
         # A fresh context: the runtime may be started from inside a request (admin) whose
         # sync_to_async executor dies with the request; the worker must not inherit it.
         self.task = self.loop.create_task(
@@ -104,6 +110,14 @@ class EmbeddedRuntime:
         logger.info("Telegram sandbox listening on %s", sandbox.address)
         return sandbox
 
+    @staticmethod
+    def _start_gateway_sandbox() -> Any:
+        from .sandbox.gateway_api import GatewaySandbox
+
+        sandbox = GatewaySandbox(host="127.0.0.1", port=0).start()
+        logger.info("Gateway API sandbox listening on %s", sandbox.url)
+        return sandbox
+
     def _register_sandbox_bot(self) -> None:
         """Passport against the sandbox: a bot with a fresh key pair, as BotFather would keep."""
         bot = passport.PassportBot(SANDBOX_BOT_TOKEN, passport.private_key_generate())
@@ -134,6 +148,10 @@ class EmbeddedRuntime:
         if self.key_file is not None:
             self.key_file.unlink(missing_ok=True)
             self.key_file = None
+        if self.gateway_sandbox is not None:
+            gateway_requests.embedded_sandbox_set(None)
+            await asyncio.to_thread(self.gateway_sandbox.stop)
+            self.gateway_sandbox = None
 
 
 _runtime: EmbeddedRuntime | None = None

@@ -808,7 +808,8 @@ def verification_failover(
 def _transports() -> list[str]:
     """The configured transports that can be used now, in order."""
     config = get_config()
-    usable = {Transport.SENDER: True, Transport.GATEWAY: bool(config["TELEGRAM_GATEWAY_TOKEN"])}
+    gateway = bool(config["TELEGRAM_GATEWAY_TOKEN"] or config["EMBEDDED_GATEWAY_SANDBOX"])
+    usable = {Transport.SENDER: True, Transport.GATEWAY: gateway}
     return [name for name in config["TRANSPORTS"] if usable.get(name)] or [Transport.SENDER]
 
 

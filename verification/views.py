@@ -36,7 +36,10 @@ def _start_runtime(request: HttpRequest) -> None:
 
 
 def _sandbox_inbox_available() -> bool:
-    return bool(settings.DEBUG and get_config()["EMBEDDED_SANDBOX"])
+    config = get_config()
+    return bool(
+        settings.DEBUG and (config["EMBEDDED_SANDBOX"] or config["EMBEDDED_GATEWAY_SANDBOX"])
+    )
 
 
 @require_GET
@@ -78,8 +81,19 @@ def sandbox_inbox(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _sandbox_inbox(embedded: runtime.EmbeddedRuntime | None) -> list[Any]:
+    """What the embedded sandboxes delivered, MTProto codes and Gateway messages, oldest first."""
+    if embedded is None:
+        return []
+    delivered = list(embedded.sandbox.inbox) if embedded.sandbox else []
+    sent = list(embedded.gateway_sandbox.inbox) if embedded.gateway_sandbox else []
+    return sorted([*delivered, *sent], key=lambda item: item.sent_at)
+
+
 @require_GET
 def sandbox_codes(request: HttpRequest) -> JsonResponse:
+    """The codes the embedded sandboxes delivered after number ``after`` (DEBUG only). A
+    Gateway message shown here is reported ``read``, as when the visitor opens it."""
     if not _sandbox_inbox_available():
         raise Http404
     try:
@@ -87,7 +101,11 @@ def sandbox_codes(request: HttpRequest) -> JsonResponse:
     except ValueError:
         after = 0
     embedded = runtime.current()
-    inbox = embedded.sandbox.inbox if embedded and embedded.sandbox else []
+    inbox = _sandbox_inbox(embedded)
+    if embedded is not None and embedded.gateway_sandbox is not None:
+        for item in inbox[max(after, 0) :]:
+            if item.purpose == "gateway":
+                embedded.gateway_sandbox.mark_read(item.request_id)
     codes = [
         {
             "n": n,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from telethon.crypto import rsa
 
+from verification.gateway.telegram_gateway import TelegramGatewayAPI
 from verification.testing import sandbox_settings, telegram_sandbox  # noqa: F401 - fixtures
 
 MANAGE_PY = Path(__file__).resolve().parents[2] / "manage.py"
@@ -134,3 +135,48 @@ def test_plugin_points_settings_at_the_sandbox(sandbox_settings, settings):  # n
     assert (config["TELEGRAM_API_ID"], config["TELEGRAM_API_HASH"]) == (1, "sandbox")
     assert sandbox_settings.server.resend_timeout == 2.0
     assert sandbox_settings.server.code_lifetime == 60.0
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(40)
+async def test_command_serves_the_gateway_api_beside_mtproto(tmp_path):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(MANAGE_PY),
+        "telegram_sandbox",
+        "--port",
+        "0",
+        "--public-key-file",
+        str(tmp_path / "sandbox.pem"),
+        "--gateway-port",
+        "0",
+        "--gateway-token",
+        "local-token",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    seen: list[str] = []
+    try:
+        await _read_until(process.stdout, r"Telegram sandbox listening on 127\.0\.0\.1:\d+", seen)
+        match = await _read_until(
+            process.stdout, r"Gateway API sandbox listening on (http://127\.0\.0\.1:\d+/)", seen
+        )
+        url = match.group(1)
+        await _read_until(process.stdout, re.escape(f"TELEGRAM_GATEWAY_URL={url}"), seen)
+        await _read_until(process.stdout, r"TELEGRAM_GATEWAY_TOKEN=local-token", seen)
+
+        api = TelegramGatewayAPI(token="local-token", url=url, timeout=5)
+        try:
+            status = await api.send_verification_message("+9996641234", code_length=6)
+        finally:
+            await api.aclose()
+        assert status.request_id
+        await _read_until(process.stdout, r"code 444444 for \+9996641234", seen)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        rest = await asyncio.wait_for(process.stdout.read(), 15)
+        await process.wait()
+    assert "Sandbox stopped." in rest.decode()
+    assert process.returncode == 0

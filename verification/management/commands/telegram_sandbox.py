@@ -1,4 +1,5 @@
-"""``manage.py telegram_sandbox``: run the local Telegram (MTProto) sandbox until Ctrl-C."""
+"""``manage.py telegram_sandbox``: run the local Telegram (MTProto) sandbox, and with
+``--gateway-port`` the Gateway API sandbox beside it, until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from verification.sandbox import SandboxServer
+from verification.sandbox.gateway_api import DEFAULT_TOKEN, GatewaySandbox
 
 DEFAULT_PORT = 9999
 DEFAULT_PUBLIC_KEY_FILE = "telegram-sandbox.pem"
@@ -50,6 +52,17 @@ class Command(BaseCommand):
             "--code-lifetime", type=float, default=600.0, help="Seconds a code stays valid."
         )
         parser.add_argument(
+            "--gateway-port",
+            type=int,
+            default=None,
+            help="Also serve the Gateway API over HTTP on this port (0 picks a free one).",
+        )
+        parser.add_argument(
+            "--gateway-token",
+            default=DEFAULT_TOKEN,
+            help=f"Token the Gateway API sandbox accepts and signs reports with ({DEFAULT_TOKEN}).",
+        )
+        parser.add_argument(
             "--state-file",
             default=None,
             help="JSON file keeping the RSA key, auth keys and sign-ins across restarts.",
@@ -74,12 +87,21 @@ class Command(BaseCommand):
         )
         key_file = Path(options["public_key_file"]).resolve()
         key_file.write_text(server.public_key_pem)
+        gateway = None
+        if options["gateway_port"] is not None:
+            gateway = GatewaySandbox(
+                host=options["host"], port=options["gateway_port"], token=options["gateway_token"]
+            )
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(self._serve(server, key_file))
+            asyncio.run(self._serve(server, key_file, gateway))
         self.stdout.write("Sandbox stopped.")
 
-    async def _serve(self, server: SandboxServer, key_file: Path) -> None:
+    async def _serve(
+        self, server: SandboxServer, key_file: Path, gateway: GatewaySandbox | None
+    ) -> None:
         await server.start()
+        if gateway is not None:
+            gateway.start()
         self.stdout.write(
             self.style.SUCCESS(f"Telegram sandbox listening on {server.address}")
             + f"\nPublic key written to {key_file}"
@@ -88,6 +110,13 @@ class Command(BaseCommand):
             + f"\n  TELEGRAM_SERVER_PUBLIC_KEY={key_file}"
             + "\nTest numbers: +99966XYYYY gets the code X repeated five times. Ctrl-C to stop."
         )
+        if gateway is not None:
+            self.stdout.write(
+                self.style.SUCCESS(f"Gateway API sandbox listening on {gateway.url}")
+                + "\nPoint the site at it with:"
+                + f"\n  TELEGRAM_GATEWAY_URL={gateway.url}"
+                + f"\n  TELEGRAM_GATEWAY_TOKEN={gateway.token}"
+            )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -96,4 +125,6 @@ class Command(BaseCommand):
         try:
             await stop.wait()
         finally:
+            if gateway is not None:
+                gateway.stop()
             await server.stop()
