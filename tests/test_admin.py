@@ -409,3 +409,75 @@ async def test_method_is_a_column_a_filter_and_splits_the_summary(
     assert "?method__exact=passport" in body  # the filter offers each method
     filtered = await client.get(url, {"method__exact": "code"})
     assert filtered.context["cl"].result_count == 2
+
+
+@pytest.mark.asyncio
+async def test_transport_is_a_column_a_filter_and_splits_the_summary(
+    fake_settings, staff, make_sender, stop_runtime
+):
+    from asgiref.sync import sync_to_async
+
+    from verification import services
+    from verification.gateway import SentCode
+
+    await sync_to_async(make_sender)()
+    await sync_to_async(services.sender_account_leases_renew)(owner="w")
+    sent = SentCode(type="sms", phone_code_hash="h", length=5)
+    sender, _ = await sync_to_async(services.verification_start)(
+        owner="s", user=None, phone_number="+9996621234"
+    )
+    await sync_to_async(services.verification_code_sent)(verification_id=sender.pk, sent=sent)
+
+    fake_settings.VERIFICATION = {
+        **fake_settings.VERIFICATION,
+        "TRANSPORTS": ["gateway", "sender"],
+        "TELEGRAM_GATEWAY_TOKEN": "token",
+    }
+    app = SentCode(type="app", phone_code_hash="", length=6)
+    gateway, _ = await sync_to_async(services.verification_start)(
+        owner="g", user=None, phone_number="+9996631234"
+    )
+    assert gateway.transport == "gateway"
+    await sync_to_async(services.verification_code_sent)(
+        verification_id=gateway.pk, sent=app, gateway_request_id="first", cost={}
+    )
+    await sync_to_async(services.verification_code_sent)(
+        verification_id=gateway.pk, sent=app, resent=True, gateway_request_id="second", cost={}
+    )
+    await sync_to_async(services.verification_delivery_report)(
+        request_id="second", status="delivered"
+    )
+
+    client = AsyncClient()
+    await client.aforce_login(staff)
+    summary = (
+        await client.get(reverse("admin:verification_phoneverification_summary"))
+    ).content.decode()
+    table = re.search(r'<table id="summary-transports">.*?</table>', summary, re.S)
+    assert table
+    rows = re.findall(
+        r'<tr><th scope="row">([^<]+)</th><td>(?:<a [^>]+>)?(\d+)(?:</a>)?</td>',
+        table.group(0),
+    )
+    assert rows == [("Sender account", "1"), ("Gateway API", "1")]
+    assert '<td id="summary-gateway-messages" colspan="3">2</td>' in table.group(0)
+    gateway_link = re.search(
+        r'<th scope="row">Gateway API</th><td><a href="([^"]+)"', table.group(0)
+    )
+    listed = await client.get(html.unescape(gateway_link.group(1)))
+    assert [v.pk for v in listed.context["cl"].result_list] == [gateway.pk]
+
+    url = reverse("admin:verification_phoneverification_changelist")
+    body = (await client.get(url)).content.decode()
+    assert '<th scope="col" class="sortable column-transport">' in body
+    assert body.count('<td class="field-transport">Gateway API</td>') == 1
+    assert "?transport__exact=gateway" in body
+    filtered = await client.get(url, {"transport__exact": "sender"})
+    assert [v.pk for v in filtered.context["cl"].result_list] == [sender.pk]
+
+    page = await client.get(
+        reverse("admin:verification_phoneverification_change", args=[gateway.pk])
+    )
+    detail = page.content.decode()
+    assert re.search(r'<div class="readonly">Gateway API</div>', detail)
+    assert re.search(r'<label>Delivery:</label>\s*<div class="readonly">Delivered</div>', detail)

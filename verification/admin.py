@@ -38,6 +38,15 @@ from .worker import worker_login
 
 CONNECT_SESSION_KEY = "verification_sender_connect"
 
+#: Gateway API delivery statuses as the verification's page shows them.
+DELIVERY_LABELS = {
+    "sent": _("Sent to Telegram"),
+    "delivered": _("Delivered"),
+    "read": _("Read"),
+    "expired": _("Expired unread"),
+    "revoked": _("Revoked"),
+}
+
 
 @admin.register(SenderAccount)
 class SenderAccountAdmin(admin.ModelAdmin):
@@ -314,6 +323,7 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
         "phone_number",
         "status",
         "method",
+        "transport",
         "code_type_label",
         "attempts",
         "last_error_label",
@@ -323,6 +333,7 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
     list_filter = [
         "status",
         "method",
+        "transport",
         "review_status",
         CodeTypeFilter,
         LastErrorFilter,
@@ -339,6 +350,8 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
         "sender_account",
         "status",
         "method",
+        "transport",
+        "delivery_label",
         "code_type_label",
         "code_length",
         "next_type_label",
@@ -401,6 +414,14 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
                 }
                 for row in summary["by_method"]
             ],
+            "transports": [
+                {
+                    **row,
+                    "label": PhoneVerification.Transport(row["transport"]).label,
+                    "url": link(method=PhoneVerification.Method.CODE, transport=row["transport"]),
+                }
+                for row in summary["by_transport"]
+            ],
             "code_types": [
                 {
                     **row,
@@ -437,6 +458,11 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
     @admin.display(description=_("code type"), ordering="code_type")
     def code_type_label(self, verification: PhoneVerification) -> str:
         return code_type_label(verification.code_type)
+
+    @admin.display(description=_("delivery"))
+    def delivery_label(self, verification: PhoneVerification) -> str:
+        """The last status the Gateway API reported for the verification's message."""
+        return str(DELIVERY_LABELS.get(verification.delivery, verification.delivery or "—"))
 
     @admin.display(description=_("next type"))
     def next_type_label(self, verification: PhoneVerification) -> str:

@@ -14,7 +14,7 @@ from django.utils import timezone
 from . import rows
 from .app_settings import get_config
 from .forms import format_phone_number
-from .models import PassportBot, PhoneVerification, SenderAccount
+from .models import PassportBot, PhoneVerification, SenderAccount, VerificationEvent
 
 
 def _seconds_until(moment: datetime | None, now: datetime) -> int | None:
@@ -217,13 +217,15 @@ def verification_summary(*, since: datetime) -> dict[str, Any]:
     """Conversion figures for verifications started since ``since`` (for the admin)."""
     rows = list(
         PhoneVerification.objects.filter(created_at__gte=since).values(
-            "status", "method", "code_type", "last_error", "created_at", "finished_at"
+            "status", "method", "transport", "code_type", "last_error", "created_at", "finished_at"
         )
     )
     started = len(rows)
     by_status = dict.fromkeys(PhoneVerification.Status.values, 0)
     by_type: dict[str, list[int]] = {}
     by_method = {method: [0, 0] for method in PhoneVerification.Method.values}
+    # Only code verifications go out through a transport (Passport has none).
+    by_transport = {transport: [0, 0] for transport in PhoneVerification.Transport.values}
     errors: dict[str, int] = {}
     durations = []
     for row in rows:
@@ -234,6 +236,9 @@ def verification_summary(*, since: datetime) -> dict[str, Any]:
         counts[1] += verified
         by_method[row["method"]][0] += 1
         by_method[row["method"]][1] += verified
+        if row["method"] == PhoneVerification.Method.CODE:
+            by_transport[row["transport"]][0] += 1
+            by_transport[row["transport"]][1] += verified
         ended_badly = row["status"] in (
             PhoneVerification.Status.FAILED,
             PhoneVerification.Status.EXPIRED,
@@ -265,5 +270,20 @@ def verification_summary(*, since: datetime) -> dict[str, Any]:
             }
             for method, (total, done) in by_method.items()
         ],
+        "by_transport": [
+            {
+                "transport": transport,
+                "started": total,
+                "verified": done,
+                "conversion": done / total if total else None,
+            }
+            for transport, (total, done) in by_transport.items()
+        ],
+        # Each one billed by Telegram: first sends and resends alike.
+        "gateway_messages": VerificationEvent.objects.filter(
+            created_at__gte=since,
+            kind__in=[VerificationEvent.Kind.CODE_SENT, VerificationEvent.Kind.CODE_RESENT],
+            data__has_key="request_id",
+        ).count(),
         "errors": sorted(errors.items(), key=lambda item: -item[1]),
     }
