@@ -222,7 +222,7 @@ def test_says_so_when_websockets_cannot_connect(
     context.route_web_socket(re.compile(r"/ws/verification/$"), lambda socket: socket.close())
     page = new_page()
     message = page.locator("#connection-message")
-    expect(message).to_contain_text("Live updates are unavailable: this page needs WebSockets")
+    expect(message).to_contain_text("The server did not accept the live connection")
     expect(page.locator("html")).to_have_attribute("data-connection", "closed")
     expect(page.locator("html")).to_have_attribute("data-verification-state", "number")
     expect(page.locator("#phone-input")).to_be_visible()

@@ -373,3 +373,34 @@ def test_small_screens_keep_numbers_and_links_on_one_line(
     finally:
         context.close()
     assert js_errors == []
+
+
+def test_the_gateway_delivery_status_is_shown_live_under_the_code(
+    relay: Relay, new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    # The sandbox sends through sender accounts; the frames a Gateway API send would bring are
+    # injected, as the server pushes them (docs/protocol.md, `delivery`).
+    page = new_page()
+    send_code(page, "+999 66 2 9310")
+    wait_for_step(page, "code")
+    delivery = page.locator("#delivery")
+    expect(delivery).to_be_hidden()
+
+    def gateway(status: str) -> dict[str, Any]:
+        assert relay.snapshot is not None
+        return {**relay.snapshot, "transport": "gateway", "delivery": status}
+
+    relay.push({"type": "state", "verification": gateway("sent")})
+    expect(delivery).to_have_text("Sent")
+    relay.push({"type": "delivery", "status": "delivered", "verification": gateway("delivered")})
+    expect(delivery).to_have_text("Delivered")
+    relay.push({"type": "delivery", "status": "read"})  # a frame without a snapshot
+    expect(delivery).to_have_text("Read")
+    expect(page.locator("#code-input")).to_be_focused()  # a status never takes the keyboard
+    relay.push({"type": "delivery", "status": "shredded", "verification": gateway("shredded")})
+    expect(delivery).to_be_hidden()  # a status from a newer server is not shown raw
+
+    # A send through sender accounts reports nothing.
+    relay.push({"type": "state", "verification": {**gateway("read"), "transport": "sender"}})
+    expect(delivery).to_be_hidden()
+    assert js_errors == []

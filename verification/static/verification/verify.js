@@ -29,7 +29,14 @@ const PREFILL_STATUSES = new Set(["sending", "expired", "failed", "cancelled"]);
 // Where a Passport request's link and QR code are kept, so a reload or a second tab shows them.
 const PASSPORT_KEY = "verification-passport";
 const FIRST_CONNECT_TRIES = 3;
-const MAX_BACKOFF_SECONDS = 15;
+const MAX_BACKOFF_SECONDS = 30;
+// The server's close codes (docs/protocol.md): what to tell the visitor, and whether to come back.
+// 4403: the session's owner changed (sign-in or sign-out), so only a reload has the new cookie.
+const CLOSED = {
+  4008: { key: "closed_frames", reconnect: true },
+  4403: { key: "closed_owner", reconnect: false },
+  4500: { key: "closed_session", reconnect: true },
+};
 
 const $ = (id) => document.getElementById(id);
 const root = document.documentElement;
@@ -72,6 +79,7 @@ const el = {
   resend: $("resend"),
   resendError: $("resend-error"),
   expires: $("expires"),
+  delivery: $("delivery"),
   cancel: $("cancel"),
   verifiedNumber: $("verified-number"),
   verifyAnother: $("verify-another"),
@@ -411,6 +419,10 @@ function renderCode(v) {
   // Auto-submit stays, but a visible button lets the visitor send what they typed on their own.
   el.verifyCode.hidden = expired;
   el.verifyCode.classList.toggle("is-busy", state.verifyPending);
+  // Only the Gateway API reports how far the message got; a status we do not know is not shown.
+  const delivery = v.transport === "gateway" ? strings[`delivery_${v.delivery}`] : null;
+  el.delivery.hidden = !delivery;
+  setText(el.delivery, delivery ?? "");
 }
 
 function configureCodeInput(v, shape) {
@@ -672,6 +684,11 @@ function onFrame(frame) {
       clearErrors();
       showStatus("", { announceIt: false });
       render();
+      break;
+    case "delivery":
+      if (hasSnapshot) acceptSnapshot(frame.verification);
+      else if (state.snapshot) state.snapshot = { ...state.snapshot, delivery: frame.status };
+      render({ focus: false });
       break;
     case "resend_available":
       if (hasSnapshot) acceptSnapshot(frame.verification);
@@ -992,13 +1009,23 @@ document.addEventListener("visibilitychange", () => {
 
 let socket = null;
 let failures = 0;
+let refusals = 0;
 let everOpened = false;
 let reconnectTimer = null;
 let connectingNotice = null;
 
-function showConnection(text, { announceIt = false } = {}) {
+function showConnection(text, { announceIt = false, error = false, reload = false } = {}) {
   el.connection.textContent = text;
   el.connection.hidden = !text;
+  el.connection.classList.toggle("is-error", error);
+  if (reload) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "verification-link";
+    button.textContent = t("reload");
+    button.addEventListener("click", () => location.reload());
+    el.connection.append(" ", button);
+  }
   if (text && announceIt) announce(text);
 }
 
@@ -1008,10 +1035,9 @@ function socketUrl() {
   return `${scheme}//${location.host}${path}`;
 }
 
-function websocketUnavailable() {
+function websocketUnavailable(key = "websocket_unavailable") {
   clearTimeout(connectingNotice);
-  showConnection(t("websocket_unavailable"), { announceIt: true });
-  el.connection.classList.add("is-error");
+  showConnection(t(key), { announceIt: true, error: true });
   if (!state.received) {
     // Nothing can be sent; show the first step so the page is not blank.
     render({ focus: false });
@@ -1031,7 +1057,6 @@ function connect() {
     failures = 0;
     everOpened = true;
     root.dataset.connection = "open";
-    el.connection.classList.remove("is-error");
     showConnection("");
     for (const [errorEl, error] of state.errors) if (error.offline) clearError(errorEl);
     // The server greets every socket with `state`; if that frame is lost, ask for it.
@@ -1051,23 +1076,40 @@ function connect() {
     }
     onFrame(frame);
   });
-  socket.addEventListener("close", () => {
-    root.dataset.connection = "closed";
+  socket.addEventListener("close", (event) => {
+    const closed = CLOSED[event.code];
+    root.dataset.connection = closed?.reconnect === false ? "ended" : "closed";
     socket = null;
     state.sendPending = false;
     state.verifyPending = false;
     state.resendPending = false;
     state.passportPending = false;
     if (state.received) render({ focus: false });
-    scheduleReconnect();
+    if (!closed) {
+      scheduleReconnect();
+      return;
+    }
+    clearTimeout(connectingNotice);
+    const reload = !closed.reconnect;
+    showConnection(t(closed.key), { announceIt: true, error: true, reload });
+    if (reload) return;
+    // Said once; the retries that follow keep the message instead of "Reconnecting…". A socket
+    // closed again and again waits longer each time, even though each one opened.
+    refusals += 1;
+    failures = Math.max(failures, refusals);
+    scheduleReconnect({ quiet: true });
   });
 }
 
-function scheduleReconnect() {
+function scheduleReconnect({ quiet = false } = {}) {
   failures += 1;
-  if (!everOpened && failures >= FIRST_CONNECT_TRIES) websocketUnavailable();
-  else if (everOpened) showConnection(t("reconnecting"), { announceIt: failures === 1 });
-  const delay = Math.min(MAX_BACKOFF_SECONDS, 2 ** (failures - 1));
+  // A handshake that never succeeds is a refusal (an origin the site does not allow) or a network
+  // that blocks WebSockets: neither is the browser's fault.
+  if (!everOpened && failures >= FIRST_CONNECT_TRIES) websocketUnavailable("handshake_refused");
+  else if (everOpened && !quiet) showConnection(t("reconnecting"), { announceIt: failures === 1 });
+  // Exponential backoff with equal jitter: tabs dropped together by a restart come back apart.
+  const ceiling = Math.min(MAX_BACKOFF_SECONDS, 2 ** (failures - 1));
+  const delay = ceiling / 2 + (Math.random() * ceiling) / 2;
   if (!reconnectTimer) reconnectTimer = setTimeout(connect, delay * 1000);
 }
 
