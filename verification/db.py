@@ -22,7 +22,7 @@ import functools
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from django.db import close_old_connections, connections
 
@@ -53,7 +53,7 @@ def executor() -> ThreadPoolExecutor:
     return _executor
 
 
-def _run(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _run(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     close_old_connections()
     try:
         return function(*args, **kwargs)
@@ -68,7 +68,7 @@ def db(function: Callable[P, T]) -> Callable[P, Awaitable[T]]:
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(
-            executor(), functools.partial(context.run, _run, function, *args, **kwargs)
+            executor(), context.run, functools.partial(_run, function, *args, **kwargs)
         )
 
     return call

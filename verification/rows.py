@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db import connections
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet
 
 M = TypeVar("M", bound=Model)
 
@@ -91,8 +91,22 @@ class Read:
         return [tuple(row) for row in rows]
 
 
-_insert_sql: dict[tuple[str, type[Model]], tuple[str, list[Any]]] = {}
-_update_sql: dict[tuple[str, type[Model], tuple[str, ...]], tuple[str, list[Any]]] = {}
+_insert_sql: dict[tuple[str, type[Model]], tuple[str, list[Field[Any, Any]]]] = {}
+_update_sql: dict[tuple[str, type[Model], tuple[str, ...]], tuple[str, list[Field[Any, Any]]]] = {}
+
+
+def _column(field: Field[Any, Any]) -> str:
+    """The column of a concrete field (only fields without one, such as m2m, have ``None``)."""
+    if field.column is None:
+        raise TypeError(f"{field!r} has no column")
+    return field.column
+
+
+def _concrete_field(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field):
+        raise TypeError(f"{model.__name__}.{name} is a reverse relation, not a column")
+    return field
 
 
 def insert(instance: M, *, alias: str = "default") -> M:
@@ -102,7 +116,7 @@ def insert(instance: M, *, alias: str = "default") -> M:
     connection = connections[alias]
     if key not in _insert_sql:
         fields = [field for field in model._meta.concrete_fields if not field.auto_created]
-        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        columns = ", ".join(connection.ops.quote_name(_column(field)) for field in fields)
         marks = ", ".join(["%s"] * len(fields))
         table = connection.ops.quote_name(model._meta.db_table)
         _insert_sql[key] = (f"INSERT INTO {table} ({columns}) VALUES ({marks})", fields)
@@ -129,10 +143,10 @@ def update(instance: Model, fields: Sequence[str], *, alias: str = "default") ->
     key = (alias, model, names)
     connection = connections[alias]
     if key not in _update_sql:
-        chosen = [model._meta.get_field(name) for name in names]
-        assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in chosen)
+        chosen = [_concrete_field(model, name) for name in names]
+        assignments = ", ".join(f"{connection.ops.quote_name(_column(f))} = %s" for f in chosen)
         table = connection.ops.quote_name(model._meta.db_table)
-        pk = connection.ops.quote_name(model._meta.pk.column)
+        pk = connection.ops.quote_name(_column(model._meta.pk))
         _update_sql[key] = (f"UPDATE {table} SET {assignments} WHERE {pk} = %s", chosen)
     sql, chosen = _update_sql[key]
     values = [

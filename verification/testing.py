@@ -113,6 +113,7 @@ def sandbox_sender(sandbox_settings: SandboxThread, transactional_db: Any) -> An
         try:
             await gateway.login_send_code("verification.testing", phone)
             code = sandbox_settings.last_code(phone)
+            assert code is not None, f"the sandbox sent no code to {phone}"
             return await gateway.login_sign_in("verification.testing", code)
         finally:
             await gateway.close_all()
@@ -186,6 +187,7 @@ async def verification_tab() -> AsyncIterator[Callable[..., Any]]:
             store = SessionStore()
             await database_sync_to_async(store.create)()
             session_key = store.session_key
+            assert session_key is not None  # create() saved the session under a new key
         tab = VerificationTab(session_key)
         tabs.append(tab)
         tab.first_frame = await tab.connect()

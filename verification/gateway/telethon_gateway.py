@@ -285,14 +285,14 @@ class TelethonGateway(TelegramGateway):
         delay = 1.0
         while self._clients.get(account_id) is client:
             try:
-                await client.disconnected
+                await client.disconnected  # type: ignore[union-attr]  # `is` narrows untyped Telethon's Any to Any | None
             except Exception as exc:
                 logger.warning("Sender account %s lost its connection: %r", account_id, exc)
             if self._clients.get(account_id) is not client:
                 return
             await asyncio.sleep(delay)
             try:
-                await client.connect()
+                await client.connect()  # type: ignore[union-attr]  # `is` narrows untyped Telethon's Any to Any | None
                 delay = 1.0
                 logger.info("Sender account %s reconnected", account_id)
             except Exception as exc:
@@ -481,7 +481,7 @@ class TelethonGateway(TelegramGateway):
         delay = 1.0
         while self._bot is client:
             with contextlib.suppress(Exception):
-                await client.disconnected
+                await client.disconnected  # type: ignore[union-attr]  # `is` narrows untyped Telethon's Any to Any | None
             if self._bot is not client:
                 return
             await asyncio.sleep(delay)

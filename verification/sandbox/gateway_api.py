@@ -381,14 +381,14 @@ class GatewaySandbox:
             "X-Request-Signature": report_signature(self.token, timestamp, body),
         }
         if self.deliver is not None:
-            answer = self.deliver(url, body, headers)
+            answer: int = self.deliver(url, body, headers)
             with self._lock:
                 self.reports.append((request_id, status, answer))
             return answer
         request = urllib.request.Request(url, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                answer: int = response.status
+                answer = response.status
         except urllib.error.HTTPError as exc:
             answer = exc.code
         except OSError as exc:

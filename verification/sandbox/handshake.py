@@ -11,6 +11,7 @@ from telethon.crypto import AES, AuthKey
 from telethon.extensions import BinaryReader
 from telethon.helpers import generate_key_data_from_nonce
 from telethon.tl import functions, types
+from telethon.tl.tlobject import TLObject
 
 from .crypto import (
     DH_G,
@@ -87,7 +88,7 @@ class Handshake:
         self._key = server_key
         self._pending: dict[int, _Pending] = {}
 
-    def handle(self, request: object) -> tuple[object, NewAuthKey | None]:
+    def handle(self, request: object) -> tuple[TLObject, NewAuthKey | None]:
         if isinstance(request, functions.ReqPqMultiRequest | functions.ReqPqRequest):
             return self._req_pq(request), None
         if isinstance(request, functions.ReqDHParamsRequest):

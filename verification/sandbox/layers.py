@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from telethon.tl import types
-from telethon.tl.alltlobjects import LAYER as CURRENT_LAYER
+from telethon.tl.alltlobjects import LAYER
 from telethon.tl.tlobject import TLObject
 
+# The layer Telethon's generated TL classes speak, the newest the sandbox serves.
+CURRENT_LAYER: int = LAYER
 OLDEST_LAYER = 201
 SUPPORTED_LAYERS = frozenset(range(OLDEST_LAYER, 217)) | frozenset(range(220, CURRENT_LAYER + 1))
 

@@ -10,7 +10,7 @@ from verification.crypto import DecryptionError, rotate
 from verification.models import PhoneVerification, SenderAccount
 
 
-def _raw(field: str) -> ExpressionWrapper:
+def _raw(field: str) -> ExpressionWrapper[F]:
     # The column as stored: a plain TextField output skips EncryptedTextField.from_db_value.
     return ExpressionWrapper(F(field), output_field=models.TextField())
 
@@ -67,7 +67,7 @@ class Command(BaseCommand):
     ) -> int:
         """Re-encrypt one column; the number of values rewritten (or due, with ``dry_run``)."""
         rows = (
-            model.objects.exclude(**{field: ""})
+            model._default_manager.exclude(**{field: ""})
             .annotate(stored=_raw(field))
             .order_by("pk")
             .values_list("pk", "stored")
@@ -92,7 +92,7 @@ class Command(BaseCommand):
                         # Only if the row still holds what was read: a value the app wrote
                         # meanwhile is already under the newest key and must not be replaced.
                         written = (
-                            model.objects.annotate(stored=_raw(field))
+                            model._default_manager.annotate(stored=_raw(field))
                             .filter(pk=pk, stored=token)
                             .update(**{field: Value(fresh, output_field=models.TextField())})
                         )
