@@ -114,9 +114,7 @@ class EmbeddedRuntime:
     def _start_gateway_sandbox() -> Any:
         from .sandbox.gateway_api import GatewaySandbox
 
-        sandbox = GatewaySandbox(host="127.0.0.1", port=0).start()
-        logger.info("Gateway API sandbox listening on %s", sandbox.url)
-        return sandbox
+        return GatewaySandbox(host="127.0.0.1", port=0).start()
 
     def _register_sandbox_bot(self) -> None:
         """Passport against the sandbox: a bot with a fresh key pair, as BotFather would keep."""
