@@ -42,55 +42,18 @@ const $ = (id) => document.getElementById(id);
 const root = document.documentElement;
 const app = $("verification");
 
-const el = {
-  card: $("verification-card"),
-  connection: $("connection-message"),
-  status: $("status-message"),
-  alert: $("verification-alert"),
-  announcer: $("verification-announcer"),
-  steps: {
-    number: $("step-number"),
-    code: $("step-code"),
-    passport: $("step-passport"),
-    done: $("step-done"),
-  },
-  titles: {
-    number: $("number-title"),
-    code: $("code-title"),
-    passport: $("passport-title"),
-    done: $("done-title"),
-  },
-  numberForm: $("number-form"),
-  phoneInput: $("phone-input"),
-  phoneError: $("phone-error"),
-  sendCode: $("send-code"),
-  codeLabel: $("code-label"),
-  changeNumber: $("change-number"),
-  codeDescription: $("code-description"),
-  fragmentRow: $("fragment-row"),
-  fragmentLink: $("fragment-link"),
-  codeForm: $("code-form"),
-  codePrefix: $("code-prefix"),
-  codeInput: $("code-input"),
-  codeError: $("code-error"),
-  sendNewCode: $("send-new-code"),
-  verifyCode: $("verify-code"),
-  countdown: $("countdown"),
-  resend: $("resend"),
-  resendError: $("resend-error"),
-  expires: $("expires"),
-  delivery: $("delivery"),
-  cancel: $("cancel"),
-  verifiedNumber: $("verified-number"),
-  verifyAnother: $("verify-another"),
-  passportOption: $("passport-option"),
-  passportStart: $("passport-start"),
-  passportError: $("passport-error"),
-  passportOpen: $("passport-open"),
-  passportQr: $("passport-qr"),
-  passportStatus: $("passport-status"),
-  passportCancel: $("passport-cancel"),
+// Elements by id: `el.phoneInput` is #phone-input; only the ids that differ are listed.
+const IDS = {
+  card: "verification-card",
+  connection: "connection-message",
+  status: "status-message",
+  alert: "verification-alert",
+  announcer: "verification-announcer",
 };
+const kebab = (name) => name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+const el = new Proxy({}, { get: (found, name) => (found[name] ??= $(IDS[name] ?? kebab(name))) });
+const STEPS = ["number", "code", "passport", "done"];
+const titleOf = (step) => $(`${step}-title`);
 
 const strings = loadStrings();
 const pageTitle = document.title;
@@ -185,6 +148,14 @@ const state = {
   passportRenewed: null, // a request whose link this tab no longer had, asked for again
   errors: new Map(), // element -> {message, extra, until}
 };
+
+// Nothing the visitor asked for is in flight any more (an answer came, or the socket closed).
+function settle() {
+  state.sendPending = false;
+  state.verifyPending = false;
+  state.resendPending = false;
+  state.passportPending = false;
+}
 
 function visibleSnapshot() {
   const v = state.snapshot;
@@ -308,6 +279,12 @@ function clearErrors() {
   silence(el.alert);
 }
 
+// A new screen starts without the previous one's errors or status.
+function clearMessages() {
+  clearErrors();
+  showStatus("", { announceIt: false });
+}
+
 function showStatus(text, { announceIt = true } = {}) {
   state.errors.delete(el.status);
   el.status.classList.remove("is-error");
@@ -330,8 +307,8 @@ function render({ focus = true, rescue = {} } = {}) {
   state.step = step;
   root.dataset.verificationState = step;
   el.card.removeAttribute("aria-busy");
-  for (const [name, section] of Object.entries(el.steps)) section.hidden = name !== step;
-  document.title = step === "number" ? pageTitle : `${el.titles[step].textContent} – ${pageTitle}`;
+  for (const name of STEPS) $(`step-${name}`).hidden = name !== step;
+  document.title = step === "number" ? pageTitle : `${titleOf(step).textContent} – ${pageTitle}`;
 
   if (step === "number") renderNumber(v, changed);
   else if (step === "code") renderCode(v);
@@ -340,7 +317,7 @@ function render({ focus = true, rescue = {} } = {}) {
 
   tick();
   if (changed && focus) focusStep(step);
-  else if (focusWasInCard && focusLost()) (rescue[step] ?? el.titles[step]).focus();
+  else if (focusWasInCard && focusLost()) (rescue[step] ?? titleOf(step)).focus();
 }
 
 function focusLost() {
@@ -354,9 +331,9 @@ function focusStep(step) {
     el.phoneInput.select();
   } else if (step === "code") {
     if (!el.codeInput.disabled) el.codeInput.focus();
-    else el.titles.code.focus();
+    else titleOf("code").focus();
   } else {
-    el.titles[step].focus();
+    titleOf(step).focus();
   }
 }
 
@@ -665,8 +642,7 @@ function onFrame(frame) {
       state.codeExpiredId = null;
       state.lastAnnouncedSecond = null;
       state.resendWasShown = false;
-      clearErrors();
-      showStatus("", { announceIt: false });
+      clearMessages();
       render();
       if (wasCode && state.step === "code") {
         // A new delivery (e.g. the call after the SMS): say where the code went now.
@@ -681,8 +657,7 @@ function onFrame(frame) {
       state.passportPending = false;
       acceptSnapshot(frame.verification);
       state.lastExpiryWarning = null;
-      clearErrors();
-      showStatus("", { announceIt: false });
+      clearMessages();
       render();
       break;
     case "delivery":
@@ -698,8 +673,7 @@ function onFrame(frame) {
     case "verified":
       acceptSnapshot(frame.verification);
       state.verifyPending = false;
-      clearErrors();
-      showStatus("", { announceIt: false });
+      clearMessages();
       render();
       if (frame.verification) announce(t("verified_announce", { phone: frame.verification.phone_number }));
       break;
@@ -754,10 +728,7 @@ function onError(frame, hasSnapshot) {
   const phone = action === "send_code" ? digitsOf(state.lastSentPhone) : null;
   if (hasSnapshot) acceptSnapshot(frame.verification);
   const target = errorTarget(code);
-  state.sendPending = false;
-  state.verifyPending = false;
-  state.resendPending = false;
-  state.passportPending = false;
+  settle();
   if (code === "PASSPORT_UNAVAILABLE") el.passportOption.hidden = true;
 
   const v = visibleSnapshot();
@@ -841,8 +812,7 @@ function send(message, { quiet = false } = {}) {
 }
 
 function sendCode(phone) {
-  clearErrors();
-  showStatus("", { announceIt: false });
+  clearMessages();
   if (!phone) {
     showError(el.phoneError, t("phone_required"));
     el.phoneInput.focus();
@@ -961,8 +931,7 @@ el.changeNumber.addEventListener("click", () => {
   if (!send({ type: "cancel" })) return;
   // Leave the code step at once; the `cancelled` frame that follows is expected, not news.
   state.dismissedId = v.id;
-  clearErrors();
-  showStatus("", { announceIt: false });
+  clearMessages();
   el.phoneInput.value = v.phone_number;
   render();
 });
@@ -972,8 +941,7 @@ el.cancel.addEventListener("click", () => {
 });
 
 el.passportStart.addEventListener("click", () => {
-  clearErrors();
-  showStatus("", { announceIt: false });
+  clearMessages();
   if (send({ type: "passport_start" })) {
     state.passportPending = true;
     render({ focus: false });
@@ -985,16 +953,14 @@ el.passportCancel.addEventListener("click", () => {
   if (!v || !send({ type: "cancel" })) return;
   // Back to the number at once; the `cancelled` frame that follows is expected, not news.
   state.dismissedId = v.id;
-  clearErrors();
-  showStatus("", { announceIt: false });
+  clearMessages();
   render();
 });
 
 el.verifyAnother.addEventListener("click", () => {
   const v = visibleSnapshot();
   if (v) state.dismissedId = v.id;
-  clearErrors();
-  showStatus("", { announceIt: false });
+  clearMessages();
   el.phoneInput.value = "";
   render();
 });
@@ -1080,10 +1046,7 @@ function connect() {
     const closed = CLOSED[event.code];
     root.dataset.connection = closed?.reconnect === false ? "ended" : "closed";
     socket = null;
-    state.sendPending = false;
-    state.verifyPending = false;
-    state.resendPending = false;
-    state.passportPending = false;
+    settle();
     if (state.received) render({ focus: false });
     if (!closed) {
       scheduleReconnect();
