@@ -8,6 +8,7 @@ mistake is reported once, by the rule it breaks.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +308,7 @@ def check_trusted_proxies(app_configs: Any = None, **kwargs: Any) -> Messages:
     if (config := _config()) is None:
         return []
     trusted = config["TRUSTED_PROXIES"]
+    invalid: Sequence[object]
     if isinstance(trusted, int):
         invalid = [trusted] if trusted < 0 else []
     else:

@@ -143,7 +143,8 @@ def rotate(token: str) -> str:
         ) from None
 
 
-class EncryptedTextField(models.TextField):
+# Unparametrised: Django's fields take no type arguments at runtime (no __class_getitem__).
+class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
     """A text column stored Fernet-encrypted; Python code only ever sees plaintext.
 
     A stored value no configured key can decrypt loads as an :class:`Undecryptable` (equal to
