@@ -230,6 +230,7 @@ VERIFICATION = {
         env.str("VERIFICATION_RATE_LIMITS", default="session=10/600,phone=5/3600,ip=30/3600")
     ),
     "TRUSTED_PROXIES": trusted_proxies(env.str("VERIFICATION_TRUSTED_PROXIES", default="0")),
+    "MAX_SOCKETS_PER_ADDRESS": env.int("VERIFICATION_MAX_SOCKETS_PER_ADDRESS", default=50),
     "MAX_ATTEMPTS": env.int("VERIFICATION_MAX_ATTEMPTS", default=5),
     "EXPIRES_AFTER": env.int("VERIFICATION_EXPIRES_AFTER", default=600),
 }

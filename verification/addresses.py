@@ -87,3 +87,20 @@ def client_address(scope: dict[str, Any]) -> str | None:
         if name.lower() == b"x-forwarded-for"
     ]
     return forwarded_client(peer=peer, forwarded_for=",".join(values), trusted=trusted)
+
+
+def address_bucket(ip: str | None) -> str:
+    """The key a client address is counted under: IPv4 as is, IPv6 per /64."""
+    if not ip:
+        return ""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
+            return str(address.ipv4_mapped)
+        # One subscriber usually holds a whole /64.
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

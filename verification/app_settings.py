@@ -275,6 +275,16 @@ SETTINGS: tuple[Setting, ...] = (
         sign="positive",
     ),
     Setting(
+        "MAX_SOCKETS_PER_ADDRESS",
+        50,
+        int,
+        "Sockets one client address (IPv6: one /64) may hold open at once, counted per web "
+        "process; the next is refused before its handshake completes (close code 4013). 0 "
+        "switches the cap off. Raise it when many visitors share one address (an office, a "
+        "carrier's NAT).",
+        sign="non-negative",
+    ),
+    Setting(
         "ALLOW_TEST_NUMBERS",
         None,
         (bool, type(None)),

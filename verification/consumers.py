@@ -14,14 +14,16 @@ from django.utils import translation
 from django.utils.translation.trans_real import parse_accept_lang_header
 
 from . import dispatch, engine, runtime
-from .addresses import client_address
+from .addresses import address_bucket, client_address
 from .app_settings import get_config
 from .db import db
 from .errors import MESSAGES, ErrorCode, VerificationError
 from .forms import CodeForm, PhoneForm
 from .frames import error_frame, frame, group_name
+from .origins import CLOSE_ORIGIN_NOT_ALLOWED, origin_allowed
 from .owners import OWNER_SESSION_KEY, owner_revoked, session_owner
 from .selectors import verification_snapshot
+from .sockets import CLOSE_TOO_MANY_SOCKETS, socket_closed, socket_open
 from .throttle import FrameGuard
 
 logger = logging.getLogger("verification.consumer")
@@ -53,12 +55,25 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         config = get_config()
         guard = FrameGuard(receive, send, rate=config["FRAME_RATE"], burst=config["FRAME_BURST"])
+        # Counted for as long as this call runs, which is as long as the socket is open.
+        bucket = address_bucket(client_address(scope))
+        limit = config["MAX_SOCKETS_PER_ADDRESS"]
+        self.refused = 0 if origin_allowed(scope) else CLOSE_ORIGIN_NOT_ALLOWED
+        counted = not self.refused and socket_open(bucket=bucket, limit=limit)
+        if not self.refused and not counted:
+            self.refused = CLOSE_TOO_MANY_SOCKETS
         try:
             await super().__call__(scope, guard.receive, send)
         finally:
             guard.stop()
+            if counted:
+                socket_closed(bucket=bucket)
 
     async def connect(self) -> None:
+        if self.refused:
+            # Refused before the handshake completes, and before this socket costs any work.
+            await self.close(code=self.refused)
+            return
         self.language = _language(self.scope)
         self.address = client_address(self.scope)
         self.timer: asyncio.Task[None] | None = None
@@ -94,6 +109,8 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(self.group, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
+        if self.refused:
+            return
         if self.timer is not None:
             self.timer.cancel()
         self.watchdogs.close()

@@ -6,7 +6,6 @@ Every function here is synchronous and transactional; async callers go through
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 from datetime import datetime, timedelta
@@ -19,6 +18,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from . import rows, signals
+from .addresses import address_bucket as _ip_bucket
 from .app_settings import get_config
 from .errors import ErrorCode, VerificationError
 from .gateway.base import LoginResult, SentCode
@@ -90,23 +90,6 @@ def _resend_lock_key(verification_id: Any) -> str:
 
 def _flood_key(phone_number: str) -> str:
     return f"verification:flood:{phone_number}"
-
-
-def _ip_bucket(ip: str | None) -> str:
-    """The rate-limit key of a client address: IPv4 as is, IPv6 per /64."""
-    if not ip:
-        return ""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
-            return str(address.ipv4_mapped)
-        # One subscriber usually holds a whole /64.
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
 
 
 def verification_start(
