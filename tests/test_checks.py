@@ -255,6 +255,7 @@ def test_malformed_telegram_server(configure, tmp_path, server):
 def test_embedded_sandbox_in_production_warns(configure, settings):
     configure(EMBEDDED_SANDBOX=True)
     settings.DEBUG = False
+    settings.CACHES = DATABASE_CACHE
     message = only(check_settings())
     assert message.id == "verification.W030"
     assert message.level == WARNING
@@ -334,20 +335,42 @@ def test_embedded_sandbox_without_embedded_worker_warns(configure, settings):
     assert message.id == "verification.W031"
 
 
-def test_separate_workers_with_a_per_process_cache_warn(configure, settings):
+LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+DATABASE_CACHE = {
+    "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cache"}
+}
+
+
+def test_separate_workers_with_a_per_process_cache_are_an_error(configure, settings):
     configure(EMBEDDED_WORKER=False, **CREDENTIALS)
     settings.CHANNEL_LAYERS = REDIS
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.CACHES = LOCMEM
     message = only(check_settings())
-    assert message.id == "verification.W012"
-    assert message.level == WARNING
+    assert message.id == "verification.E012"
+    assert message.level == ERROR
     assert "LocMemCache" in message.msg
     assert "rate limits and the resend lock" in message.msg
 
 
-def test_an_embedded_worker_may_use_a_per_process_cache(configure, settings):
+def test_an_embedded_worker_with_a_per_process_cache_warns_in_production(configure, settings):
+    """Counts in LocMemCache are forgotten on restart and evicted past MAX_ENTRIES."""
     configure(**CREDENTIALS)
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.CACHES = LOCMEM
+    settings.DEBUG = False
+    message = only(check_settings())
+    assert message.id == "verification.W012"
+    assert message.level == WARNING
+    assert "forgotten on every restart" in message.msg
+    settings.CACHES = DATABASE_CACHE
+    assert check_settings() == []
+
+
+def test_a_per_process_cache_is_fine_in_development_or_without_limits(configure, settings):
+    settings.CACHES = LOCMEM
+    configure(**CREDENTIALS)
+    assert check_settings() == []
+    settings.DEBUG = False
+    configure(RATE_LIMITS=None, **CREDENTIALS)
     assert check_settings() == []
 
 

@@ -260,19 +260,31 @@ def check_separate_workers_share_the_channel_layer(
 
 
 @register()
-def check_separate_workers_share_the_cache(app_configs: Any = None, **kwargs: Any) -> Messages:
-    """Several processes need a shared cache: rate limits and the resend lock live in it."""
-    if (config := _config()) is None or config["EMBEDDED_WORKER"]:
-        return []
+def check_limits_cache_outlives_the_process(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """LocMemCache is an error with separate workers and a warning with DEBUG off."""
     cache = getattr(settings, "CACHES", {}).get("default", {})
-    if "LocMemCache" not in cache.get("BACKEND", ""):
+    if (config := _config()) is None or "LocMemCache" not in cache.get("BACKEND", ""):
+        return []
+    if not config["EMBEDDED_WORKER"]:
+        return [
+            Error(
+                "EMBEDDED_WORKER is off but the default cache is LocMemCache: rate limits and "
+                "the resend lock are kept per process, so each web and worker process counts "
+                "alone and the limits multiply.",
+                hint="Use a cache shared by every process, such as "
+                "django.core.cache.backends.redis.RedisCache.",
+                id="verification.E012",
+            )
+        ]
+    # In development a restart that forgets the counts is harmless.
+    if settings.DEBUG or not any(config["RATE_LIMITS"].values()):
         return []
     return [
         Warning(
-            "EMBEDDED_WORKER is off but the default cache is LocMemCache: rate limits and the "
-            "resend lock are kept per process, so each web and worker process counts alone.",
-            hint="Use a cache shared by every process, such as "
-            "django.core.cache.backends.redis.RedisCache.",
+            "The default cache is LocMemCache: the rate limits are forgotten on every restart, "
+            "and entries past its MAX_ENTRIES are evicted, counts included.",
+            hint="Use a cache that outlives the process: Redis, or "
+            "django.core.cache.backends.db.DatabaseCache (manage.py createcachetable).",
             id="verification.W012",
         )
     ]
