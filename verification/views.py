@@ -21,11 +21,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import dispatch, passport, runtime, selectors, services
 from .app_settings import get_config
-from .consumers import session_owner
 from .db import db
 from .forms import test_numbers_allowed
 from .frames import frame
 from .gateway.telegram_gateway import DELIVERY_STATUSES, report_signature
+from .owners import session_owner
 
 
 def _start_runtime(request: HttpRequest) -> None:
