@@ -13,10 +13,11 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation.trans_real import parse_accept_lang_header
 
-from . import dispatch, engine, runtime
+from . import engine, runtime
 from .addresses import address_bucket, client_address
 from .app_settings import get_config
 from .db import db
+from .dispatch import Request
 from .errors import MESSAGES, ErrorCode, VerificationError
 from .forms import CodeForm, PhoneForm
 from .frames import error_frame, frame, group_name
@@ -156,14 +157,18 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
     async def on_state(self, content: dict[str, Any]) -> None:
         await self.send_frame(frame("state", await engine.current(self.owner)))
 
-    async def on_send_code(self, content: dict[str, Any]) -> dispatch.Request | None:
+    async def on_send_code(self, content: dict[str, Any]) -> Request | None:
         raw = content.get("phone_number")
         if not isinstance(raw, str):
             raise VerificationError(ErrorCode.BAD_MESSAGE)
         form = PhoneForm({"phone_number": raw})
         if not form.is_valid():
             error = form.errors.as_data()["phone_number"][0]
-            code = ErrorCode(error.code) if error.code in ErrorCode.__members__ else None
+            code = (
+                ErrorCode(error.code)
+                if error.code is not None and error.code in ErrorCode.__members__
+                else None
+            )
             raise VerificationError(code or ErrorCode.PHONE_NUMBER_INVALID)
         user = self.scope.get("user")
         signed_in = user is not None and user.is_authenticated
@@ -209,10 +214,10 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
         self.owner = await db(session_owner)(session)
         await self._join()
 
-    async def on_resend(self, content: dict[str, Any]) -> dispatch.Request | None:
+    async def on_resend(self, content: dict[str, Any]) -> Request | None:
         return await engine.resend(owner=self.owner)
 
-    async def on_verify(self, content: dict[str, Any]) -> dispatch.Request | None:
+    async def on_verify(self, content: dict[str, Any]) -> Request | None:
         code = content.get("code")
         if code is not None and not isinstance(code, str):
             raise VerificationError(ErrorCode.BAD_MESSAGE)

@@ -17,11 +17,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import rows, signals
+from .addresses import address_bucket
 from .app_settings import get_config
 from .errors import ErrorCode
 from .models import PassportBot, PhoneVerification, VerificationEvent
 from .selectors import verification_lock_active
-from .services import _finish, _ip_bucket, _lock, _on_commit_signal, event_record
+from .services import _finish, _lock, _on_commit_signal, event_record
 
 logger = logging.getLogger("verification.passport")
 
@@ -74,7 +75,7 @@ def _passport_start(
         kind=Kind.STARTED,
         actor=Actor.VISITOR,
         method="passport",
-        ip=_ip_bucket(ip_address),
+        ip=address_bucket(ip_address),
     )
     _on_commit_signal(signals.verification_started, verification)
     return verification, cancelled
