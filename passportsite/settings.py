@@ -1,7 +1,7 @@
 """Settings for passportsite.
 
 Every value is read from the environment (or a `.env` file next to manage.py) and has an embedded
-default, so a fresh checkout runs on SQLite, the in-memory channel layer, the local-memory cache and
+default, so a fresh checkout runs on SQLite, the in-memory channel layer, the database cache and
 the local Telegram sandbox with nothing configured. `.env.example` lists every variable.
 """
 
@@ -126,17 +126,22 @@ else:
             "CONFIG": {"capacity": CHANNEL_CAPACITY},
         }
     }
-    # Sessions, rate-limit counters and flood waits live here: the stock 300 entries would
-    # evict them under any real load.
+    # Rate-limit counters, flood waits and revoked owners live here. The database cache keeps
+    # them across restarts (LocMemCache forgot them, letting a restart reset every limit); its
+    # table comes with `migrate` (passportsite/migrations). One process serves, and on SQLite the
+    # app's single database thread serialises the counters' read-and-write `incr`. The stock
+    # 300 entries would evict counts under any real load.
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "passportsite_cache",
             "OPTIONS": {"MAX_ENTRIES": 100_000},
         }
     }
 
-# Sessions are read through the cache (every WebSocket connect reads one), written to both.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# With Redis, sessions are read through its cache (every WebSocket connect reads one); without,
+# a cache in the same database would only double the reads.
+SESSION_ENGINE = "django.contrib.sessions.backends." + ("cached_db" if REDIS_URL else "db")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
