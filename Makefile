@@ -24,19 +24,21 @@ run: install
 	$(BIN)/python manage.py site_admin --url http://$(HOST):$(PORT)
 	SITE_URL=http://$(HOST):$(PORT) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-## Lint, format check, then the whole suite (browser tests included).
+## Lint, format check, type check, then the whole suite (browser tests included).
 test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 chromium:
 	@test -x /usr/bin/chromium || ( $(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium )
 
-lint:
+lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format:
 	$(BIN)/ruff check --fix .
