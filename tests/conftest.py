@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,22 @@ def _wait_until(predicate: Callable[[], Any], *, timeout: float = 20.0, what: st
 def free_port() -> Callable[[], int]:
     """``free_port()``: a TCP port on 127.0.0.1 nothing listens on."""
     return _free_port
+
+
+def _page_session(port: int) -> str:
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+    for header in page.headers.get_all("Set-Cookie") or []:
+        cookie = header.split(";")[0]
+        if cookie.startswith("sessionid="):
+            return cookie
+    raise AssertionError("the page set no session cookie")
+
+
+@pytest.fixture(scope="session")
+def page_session() -> Callable[[int], str]:
+    """``page_session(port)``: load the page of the site on ``port`` as a browser does; the
+    ``sessionid=…`` cookie it gives (the page sets others too, such as ``csrftoken``)."""
+    return _page_session
 
 
 @pytest.fixture(scope="session")

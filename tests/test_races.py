@@ -72,8 +72,7 @@ class Server:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def session(self) -> str:
-        page = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=10)
-        return page.headers["Set-Cookie"].split(";")[0]
+        return self.page_session(self.port)
 
     def tab(self, cookie: str) -> websockets.asyncio.client.connect:
         return websockets.connect(
@@ -94,7 +93,12 @@ class Server:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def server(
-    request, telegram_sandbox: SandboxThread, tmp_path: Path, site_environment, free_port
+    request,
+    telegram_sandbox: SandboxThread,
+    tmp_path: Path,
+    site_environment,
+    free_port,
+    page_session,
 ) -> Iterator[Server]:
     name = f"passportsite_race_{secrets.token_hex(4)}"
     postgres = request.getfixturevalue("postgres") if request.param == "postgres" else ""
@@ -118,6 +122,7 @@ def server(
         VERIFICATION_RATE_LIMITS="off",
     )
     server = Server(env, tmp_path / "daphne.log", sql, free_port())
+    server.page_session = page_session
     try:
         server.manage("migrate", "--noinput")
         phone = f"+99966170{secrets.randbelow(100):02d}"

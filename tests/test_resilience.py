@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -431,7 +430,9 @@ async def receive_until(ws, kind: str, timeout: float = 15.0) -> dict[str, Any]:
 
 
 @pytest.mark.scale_out
-def test_a_worker_process_rides_out_a_redis_outage(worker_site, free_port, wait_until):
+def test_a_worker_process_rides_out_a_redis_outage(
+    worker_site, free_port, wait_until, page_session
+):
     python = sys.executable
     worker = worker_site["start"]("worker", python, "manage.py", "telegram_worker")
     wait_until(lambda: "ready" in worker_site["log"]("worker"), what="the worker")
@@ -459,8 +460,7 @@ def test_a_worker_process_rides_out_a_redis_outage(worker_site, free_port, wait_
     redis_server.start()
     assert worker.poll() is None, worker_site["log"]("worker")
 
-    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
-    cookie = page.headers["Set-Cookie"].split(";")[0]
+    cookie = page_session(port)
 
     async def journey() -> None:
         async with websockets.connect(

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -126,7 +125,7 @@ def lease_owner(site: Site) -> str:
     return rows[0][0] if rows else ""
 
 
-def test_web_and_workers_in_separate_processes(site, free_port, wait_until):
+def test_web_and_workers_in_separate_processes(site, free_port, wait_until, page_session):
     python = sys.executable
     first = site.start("worker-1", python, "manage.py", "telegram_worker")
     owner_1 = wait_until(lambda: lease_owner(site), what="worker 1 to lease the account")
@@ -147,9 +146,7 @@ def test_web_and_workers_in_separate_processes(site, free_port, wait_until):
 
     wait_until(lambda: web_up(site.port) and web_up(other_port), what="the web processes")
     # The page gives the browser its session; both tabs carry that cookie.
-    page = urllib.request.urlopen(f"http://127.0.0.1:{site.port}/", timeout=10)
-    cookie = page.headers["Set-Cookie"].split(";")[0]
-    assert cookie.startswith("sessionid=")
+    cookie = page_session(site.port)
 
     def tab(port: int) -> websockets.asyncio.client.connect:
         return websockets.connect(
