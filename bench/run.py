@@ -488,6 +488,8 @@ def site_environment(options: argparse.Namespace, **values: str) -> dict[str, st
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": options.log_level,
         "VERIFICATION_RATE_LIMITS": "off",
+        # Every tab of the bench comes from 127.0.0.1: no cap on sockets per address.
+        "VERIFICATION_MAX_SOCKETS_PER_ADDRESS": "0",
         "VERIFICATION_REQUIRE_LOGIN": "0",
         "VERIFICATION_MAX_ATTEMPTS": "5",
         "VERIFICATION_EXPIRES_AFTER": "600",
