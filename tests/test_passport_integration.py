@@ -147,3 +147,42 @@ async def test_passport_is_off_unless_configured(
     await tab.send(type="passport_start")
     error = await tab.receive_until("error")
     assert error["code"] == "PASSPORT_UNAVAILABLE"
+
+
+async def test_a_declined_form_leaves_the_request_waiting(
+    passport_settings, open_tab, browser_session, telegram_sandbox
+):
+    tab, asked = await request(open_tab, browser_session)
+    # +99966X9013: the scenario user whose app declines the form.
+    outcome = await asyncio.to_thread(telegram_sandbox.passport_share, "+9996639013", asked["url"])
+    assert outcome == "declined"
+    assert await tab.nothing()
+    row = await db(PhoneVerification.objects.get)(pk=asked["verification"]["id"])
+    assert (row.status, row.phone_number) == ("waiting", "")
+
+
+async def test_a_form_answered_after_the_request_expired_verifies_nothing(
+    passport_settings, open_tab, browser_session, telegram_sandbox
+):
+    passport_settings.VERIFICATION = {
+        **passport_settings.VERIFICATION,
+        "PASSPORT_EXPIRES_AFTER": 1,
+    }
+    telegram_sandbox.server.passport_late_delay = 2.0
+    try:
+        tab, asked = await request(open_tab, browser_session)
+        # +99966X9014: the scenario user whose app authorizes once the request has expired.
+        outcome = await asyncio.to_thread(
+            telegram_sandbox.passport_share, "+9996639014", asked["url"]
+        )
+        assert outcome == "late"
+        verification_id = asked["verification"]["id"]
+        async with asyncio.timeout(10):
+            while not any(kind == "passport_rejected" for kind, _ in await events(verification_id)):
+                await asyncio.sleep(0.05)
+    finally:
+        telegram_sandbox.server.passport_late_delay = 660.0
+    rejected = [data for kind, data in await events(verification_id) if kind == "passport_rejected"]
+    assert rejected[0]["reason"] in {"REQUEST_EXPIRED", "NONCE_REUSED"}
+    row = await db(PhoneVerification.objects.get)(pk=verification_id)
+    assert (row.status, row.phone_number) == ("expired", "")

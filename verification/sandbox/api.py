@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from telethon.tl import functions, types
 
+from . import passport
 from .crypto import DH_PRIME_BYTES
 from .errors import RpcFailure, unauthorized
 from .phones import InvalidPhone, PhoneRules, normalize_phone
@@ -54,6 +57,11 @@ class SandboxApi:
             functions.account.GetPasswordRequest: self.get_password,
             functions.account.SendVerifyPhoneCodeRequest: self.send_verify_phone_code,
             functions.account.VerifyPhoneRequest: self.verify_phone,
+            functions.account.GetAuthorizationFormRequest: self.get_authorization_form,
+            functions.account.AcceptAuthorizationRequest: self.accept_authorization,
+            functions.account.SaveSecureValueRequest: self.save_secure_value,
+            functions.account.GetAllSecureValuesRequest: self.get_all_secure_values,
+            functions.account.DeleteSecureValueRequest: self.delete_secure_value,
         }
 
     def call(self, record: AuthKeyRecord, request: object) -> object:
@@ -182,7 +190,7 @@ class SandboxApi:
     def verify_phone(
         self, record: AuthKeyRecord, request: functions.account.VerifyPhoneRequest
     ) -> bool:
-        self._me(record)
+        me = self._me(record)
         rules = _rules(request.phone_number)
         self.server.codes.check(
             key_id=record.key_id,
@@ -191,6 +199,103 @@ class SandboxApi:
             code=request.phone_code,
             purpose="verify",
         )
+        me.verified_phones.add(rules.digits)
+        return True
+
+    # --- Telegram Passport ---------------------------------------------------------------
+
+    def _passport_bot(self, bot_id: int, public_key: str) -> Account:
+        bot = self.server.store.users.get(bot_id)
+        if bot is None or not bot.bot_token:
+            raise RpcFailure(400, "BOT_INVALID")
+        if public_key.strip() != bot.bot_public_key.strip():
+            raise RpcFailure(400, "PUBLIC_KEY_INVALID")
+        return bot
+
+    def _scope(self, scope: str) -> list[types.TypeSecureRequiredType]:
+        try:
+            return passport.required_types(json.loads(scope))
+        except ValueError:
+            raise RpcFailure(400, "SCOPE_INVALID") from None
+
+    def get_authorization_form(
+        self, record: AuthKeyRecord, request: functions.account.GetAuthorizationFormRequest
+    ) -> types.account.AuthorizationForm:
+        me = self._me(record)
+        bot = self._passport_bot(request.bot_id, request.public_key)
+        wanted = self._scope(request.scope)
+        names = set()
+        for required in wanted:
+            choices = (
+                required.types
+                if isinstance(required, types.SecureRequiredTypeOneOf)
+                else [required]
+            )
+            names |= {passport.type_name(choice.type) for choice in choices}
+        return types.account.AuthorizationForm(
+            required_types=wanted,
+            values=[value for name, value in me.passport.items() if name in names],
+            errors=[],
+            users=[bot.as_user(is_self=False)],
+        )
+
+    def accept_authorization(
+        self, record: AuthKeyRecord, request: functions.account.AcceptAuthorizationRequest
+    ) -> bool:
+        me = self._me(record)
+        bot = self._passport_bot(request.bot_id, request.public_key)
+        self._scope(request.scope)
+        values = []
+        for sent in request.value_hashes:
+            value = me.passport.get(passport.type_name(sent.type))
+            if value is None or value.hash != sent.hash:
+                raise RpcFailure(400, "VALUE_HASH_INVALID")
+            values.append(value)
+        action = types.MessageActionSecureValuesSentMe(
+            values=values, credentials=request.credentials
+        )
+        self.server.send_to_bot(me, bot, action)
+        return True
+
+    def save_secure_value(
+        self, record: AuthKeyRecord, request: functions.account.SaveSecureValueRequest
+    ) -> types.SecureValue:
+        me = self._me(record)
+        given = request.value
+        if any(
+            (given.front_side, given.reverse_side, given.selfie, given.translation, given.files)
+        ):
+            raise RpcFailure(400, "SECURE_FILES_NOT_SUPPORTED")  # the sandbox keeps no files
+        plain = given.plain_data
+        if isinstance(given.type, types.SecureValueTypePhone):
+            if not isinstance(plain, types.SecurePlainPhone):
+                raise RpcFailure(400, "VALUE_TYPE_INVALID")
+            digits = _rules(plain.phone).digits
+            if digits not in me.verified_phones:
+                raise RpcFailure(400, "PHONE_VERIFICATION_NEEDED")
+            value = passport.plain_value(types.SecurePlainPhone(phone=digits))
+        elif isinstance(given.type, types.SecureValueTypeEmail):
+            if not isinstance(plain, types.SecurePlainEmail):
+                raise RpcFailure(400, "VALUE_TYPE_INVALID")
+            value = passport.plain_value(plain)
+        elif given.data is not None and plain is None:
+            value = types.SecureValue(
+                type=given.type, hash=hashlib.sha256(given.data.data_hash).digest(), data=given.data
+            )
+        else:
+            raise RpcFailure(400, "VALUE_TYPE_INVALID")
+        self.server.store.save_secure_value(me, value)
+        return value
+
+    def get_all_secure_values(
+        self, record: AuthKeyRecord, request: object
+    ) -> list[types.SecureValue]:
+        return list(self._me(record).passport.values())
+
+    def delete_secure_value(
+        self, record: AuthKeyRecord, request: functions.account.DeleteSecureValueRequest
+    ) -> bool:
+        self.server.store.delete_secure_values(self._me(record), list(request.types))
         return True
 
     # --- sign-in -------------------------------------------------------------------------

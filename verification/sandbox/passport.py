@@ -56,6 +56,35 @@ class Tampering:
     no_phone: bool = False
 
 
+def credentials_encrypted(
+    *, public_key_pem: str, nonce: str, tampering: Tampering | None = None
+) -> types.SecureCredentialsEncrypted:
+    """What a Telegram app passes to ``account.acceptAuthorization``: the credentials JSON
+    (no ``secure_data`` entries, as plain values such as a phone carry none) with the bot's
+    nonce, encrypted for the bot's public key."""
+    tampering = tampering or Tampering()
+    credentials: dict[str, Any] = {"secure_data": {}, "nonce": nonce}
+    data, data_hash, secret = encrypt_data(json.dumps(credentials).encode())
+    encrypted_secret = encrypt_secret(tampering.wrong_key_pem or public_key_pem, secret)
+    return types.SecureCredentialsEncrypted(
+        data=_flip(data, tampering.flip_data_byte),
+        hash=_flip(data_hash, tampering.flip_hash_byte),
+        secret=_flip(encrypted_secret, tampering.flip_secret_byte),
+    )
+
+
+def plain_value(plain: types.SecurePlainPhone | types.SecurePlainEmail) -> types.SecureValue:
+    """A Passport value holding a phone or an e-mail address, hashed as the server keeps it."""
+    if isinstance(plain, types.SecurePlainPhone):
+        kind: types.TypeSecureValueType = types.SecureValueTypePhone()
+        text = plain.phone
+    else:
+        kind, text = types.SecureValueTypeEmail(), plain.email
+    return types.SecureValue(
+        type=kind, hash=hashlib.sha256(text.encode()).digest(), plain_data=plain
+    )
+
+
 def secure_values_sent(
     *,
     phone_digits: str,
@@ -65,39 +94,68 @@ def secure_values_sent(
 ) -> types.MessageActionSecureValuesSentMe:
     """The action a Telegram app's ``account.acceptAuthorization`` makes the bot receive."""
     tampering = tampering or Tampering()
-    credentials: dict[str, Any] = {"secure_data": {}, "nonce": nonce}
-    data, data_hash, secret = encrypt_data(json.dumps(credentials).encode())
-    encrypted_secret = encrypt_secret(tampering.wrong_key_pem or public_key_pem, secret)
-    data, data_hash, encrypted_secret = (
-        _flip(data, tampering.flip_data_byte),
-        _flip(data_hash, tampering.flip_hash_byte),
-        _flip(encrypted_secret, tampering.flip_secret_byte),
-    )
-    values = []
-    if not tampering.no_phone:
-        phone = types.SecurePlainPhone(phone=phone_digits)
-        values.append(
-            types.SecureValue(
-                type=types.SecureValueTypePhone(),
-                hash=hashlib.sha256(phone_digits.encode()).digest(),
-                plain_data=phone,
-            )
-        )
+    if tampering.no_phone:
+        value = plain_value(types.SecurePlainEmail(email="sandbox@example.invalid"))
     else:
-        email = "sandbox@example.invalid"
-        values.append(
-            types.SecureValue(
-                type=types.SecureValueTypeEmail(),
-                hash=hashlib.sha256(email.encode()).digest(),
-                plain_data=types.SecurePlainEmail(email=email),
-            )
-        )
+        value = plain_value(types.SecurePlainPhone(phone=phone_digits))
     return types.MessageActionSecureValuesSentMe(
-        values=values,
-        credentials=types.SecureCredentialsEncrypted(
-            data=data, hash=data_hash, secret=encrypted_secret
+        values=[value],
+        credentials=credentials_encrypted(
+            public_key_pem=public_key_pem, nonce=nonce, tampering=tampering
         ),
     )
+
+
+#: Scope names of Telegram's Passport manual → the value types they ask for.
+SCOPE_TYPES: dict[str, type[types.TypeSecureValueType]] = {
+    "personal_details": types.SecureValueTypePersonalDetails,
+    "passport": types.SecureValueTypePassport,
+    "driver_license": types.SecureValueTypeDriverLicense,
+    "identity_card": types.SecureValueTypeIdentityCard,
+    "internal_passport": types.SecureValueTypeInternalPassport,
+    "address": types.SecureValueTypeAddress,
+    "utility_bill": types.SecureValueTypeUtilityBill,
+    "bank_statement": types.SecureValueTypeBankStatement,
+    "rental_agreement": types.SecureValueTypeRentalAgreement,
+    "passport_registration": types.SecureValueTypePassportRegistration,
+    "temporary_registration": types.SecureValueTypeTemporaryRegistration,
+    "phone_number": types.SecureValueTypePhone,
+    "email": types.SecureValueTypeEmail,
+}
+
+
+def _required(item: object) -> types.SecureRequiredType:
+    if isinstance(item, str):
+        item = {"type": item}
+    if not isinstance(item, dict) or item.get("type") not in SCOPE_TYPES:
+        raise ValueError(f"not a Passport scope element: {item!r}")
+    return types.SecureRequiredType(
+        type=SCOPE_TYPES[item["type"]](),
+        native_names=bool(item.get("native_names")) or None,
+        selfie_required=bool(item.get("selfie")) or None,
+        translation_required=bool(item.get("translation")) or None,
+    )
+
+
+def required_types(scope: object) -> list[types.TypeSecureRequiredType]:
+    """A link's ``scope`` (``{"data": [...], "v": 1}``) as an authorization form's list;
+    ValueError if it is not one."""
+    if not isinstance(scope, dict) or not isinstance(scope.get("data"), list):
+        raise ValueError("a Passport scope is an object with a data list")
+    wanted: list[types.TypeSecureRequiredType] = []
+    for item in scope["data"]:
+        if isinstance(item, dict) and "one_of" in item:
+            wanted.append(
+                types.SecureRequiredTypeOneOf(types=[_required(i) for i in item["one_of"]])
+            )
+        else:
+            wanted.append(_required(item))
+    return wanted
+
+
+def type_name(kind: object) -> str:
+    """A value type's TL class name, the key values are stored under."""
+    return type(kind).__name__
 
 
 def _flip(value: bytes, index: int | None) -> bytes:

@@ -56,6 +56,26 @@ SMS_WORDS = (
 )
 
 
+# Telegram Passport scenario tails: what the user's Passport holds, and how their (simulated)
+# Telegram app answers an authorization form.
+PASSPORT_HOLDS_PHONE = "holds_phone"  # its own number, already verified
+PASSPORT_EMPTY = "empty"  # no phone: the app verifies the number first (a code in the inbox)
+PASSPORT_DECLINES = "declines"  # the app declines the form: the bot receives nothing
+PASSPORT_LATE = "late"  # the app authorizes only after the request has expired
+PASSPORT_SCENARIOS = {
+    "9011": PASSPORT_HOLDS_PHONE,
+    "9012": PASSPORT_EMPTY,
+    "9013": PASSPORT_DECLINES,
+    "9014": PASSPORT_LATE,
+}
+
+
+def passport_scenario(digits: str) -> str | None:
+    """The Passport scenario of a number (None: an ordinary number, an empty Passport)."""
+    match = TEST_NUMBER.match(digits)
+    return PASSPORT_SCENARIOS.get(match.group(2)) if match else None
+
+
 class InvalidPhone(ValueError):
     """Not something Telegram would accept as a phone number."""
 

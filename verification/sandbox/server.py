@@ -20,13 +20,23 @@ from .codes import CodeBook, DeliveredCode
 from .connection import ClientConnection, Session
 from .crypto import MessageIdClock, SaltBook, ServerKey
 from .errors import RpcFailure
-from .phones import InvalidPhone, normalize_phone
-from .store import AuthKeyRecord, Store
+from .phones import (
+    PASSPORT_DECLINES,
+    PASSPORT_EMPTY,
+    PASSPORT_LATE,
+    InvalidPhone,
+    PhoneRules,
+    normalize_phone,
+    passport_scenario,
+)
+from .store import Account, AuthKeyRecord, Store
 from .updates import UpdateBook
 
 logger = logging.getLogger("verification.sandbox")
 
 MAX_SESSIONS = 10_000
+#: The auth key id the simulated Telegram app's own code requests are bound to.
+APP_KEY_ID = 0
 
 
 @dataclass
@@ -74,6 +84,9 @@ class SandboxServer:
         )
         self.api = SandboxApi(self)
         self.updates = UpdateBook()
+        #: How long a ``late`` Passport scenario user's app waits before it authorizes (past
+        #: the app's default ``PASSPORT_EXPIRES_AFTER`` of 600 s).
+        self.passport_late_delay = 660.0
         self.inbox: list[DeliveredCode] = []
         self.stats: Counter[str] = Counter()
         self._subscribers: list[Callable[[DeliveredCode], None]] = []
@@ -226,38 +239,11 @@ class SandboxServer:
             if connection.latest is not None and connection.latest[2].user_id == user_id
         )
 
-    def passport_share(
-        self, phone: str, url: str, *, tampering: passport.Tampering | None = None
-    ) -> None:
-        """Act as ``phone``'s Telegram app opening a Passport ``url`` and pressing Authorize:
-        the bot the link names receives ``messageActionSecureValuesSentMe`` with the phone
-        number, encrypted for the public key the bot registered (the link's must match it).
-        """
-        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
-        if query.get("domain") != "telegrampassport":
-            raise RpcFailure(400, "PASSPORT_LINK_INVALID")
-        try:
-            bot = self.store.users.get(int(query.get("bot_id", "")))
-        except ValueError:
-            bot = None
-        if bot is None or not bot.bot_token:
-            raise RpcFailure(400, "BOT_INVALID")
-        if query.get("public_key", "").strip() != bot.bot_public_key.strip():
-            raise RpcFailure(400, "PUBLIC_KEY_INVALID")
-        try:
-            scope = json.loads(query.get("scope", ""))
-        except ValueError:
-            raise RpcFailure(400, "SCOPE_INVALID") from None
-        nonce = query.get("nonce") or query.get("payload") or ""
-        if not isinstance(scope, dict) or not nonce:
-            raise RpcFailure(400, "SCOPE_INVALID")
-        visitor = self.store.account(normalize_phone(phone))
-        action = passport.secure_values_sent(
-            phone_digits=visitor.digits,
-            public_key_pem=bot.bot_public_key,
-            nonce=nonce,
-            tampering=tampering,
-        )
+    def send_to_bot(
+        self, visitor: Account, bot: Account, action: types.MessageActionSecureValuesSentMe
+    ) -> int:
+        """Deliver ``action`` to ``bot`` as a service message from ``visitor`` (a live update,
+        kept for getDifference); how many of the bot's connections got it."""
         message = passport.service_message(
             message_id=self.updates.next_message_id(bot.user_id),
             from_user=visitor.user_id,
@@ -271,11 +257,86 @@ class SandboxServer:
             types.Updates(updates=[update], users=users, chats=[], date=int(time.time()), seq=0),
         )
         logger.info(
-            "Sandbox: %s shared a Passport phone with bot %s (%d connection(s))",
+            "Sandbox: %s sent Passport data to bot %s (%d connection(s))",
             visitor.digits,
             bot.user_id,
             delivered,
         )
+        return delivered
+
+    def passport_form(self, url: str) -> tuple[Account, dict[str, object], str]:
+        """A Passport link's bot, scope and nonce, checked as a Telegram app checks them."""
+        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        if query.get("domain") != "telegrampassport":
+            raise RpcFailure(400, "PASSPORT_LINK_INVALID")
+        try:
+            bot = self.store.users.get(int(query.get("bot_id", "")))
+        except ValueError:
+            bot = None
+        if bot is None or not bot.bot_token:
+            raise RpcFailure(400, "BOT_INVALID")
+        if query.get("public_key", "").strip() != bot.bot_public_key.strip():
+            raise RpcFailure(400, "PUBLIC_KEY_INVALID")
+        try:
+            scope = json.loads(query.get("scope", ""))
+            passport.required_types(scope)
+        except ValueError:
+            raise RpcFailure(400, "SCOPE_INVALID") from None
+        nonce = query.get("nonce") or query.get("payload") or ""
+        if not nonce:
+            raise RpcFailure(400, "SCOPE_INVALID")
+        return bot, scope, nonce
+
+    def passport_share(
+        self, phone: str, url: str, *, tampering: passport.Tampering | None = None
+    ) -> str:
+        """Act as ``phone``'s Telegram app opening a Passport ``url`` and pressing Authorize:
+        the bot the link names receives ``messageActionSecureValuesSentMe`` with the phone
+        number, encrypted for the public key the bot registered (the link's must match it).
+
+        The number's Passport scenario (``phones.PASSPORT_SCENARIOS``) decides how the app
+        answers; the outcome is returned: ``"shared"``; ``"declined"`` (nothing is sent);
+        ``"late"`` (sent after ``passport_late_delay`` seconds, once the request has expired).
+        An empty Passport's app first verifies the number: its code is delivered to the inbox.
+        """
+        bot, _, nonce = self.passport_form(url)
+        visitor = self.store.account(normalize_phone(phone))
+        scenario = passport_scenario(visitor.digits)
+        if scenario == PASSPORT_DECLINES:
+            logger.info("Sandbox: %s declined bot %s's Passport form", visitor.digits, bot.user_id)
+            return "declined"
+        if scenario == PASSPORT_EMPTY and "SecureValueTypePhone" not in visitor.passport:
+            self._app_verifies_phone(visitor)
+        action = passport.secure_values_sent(
+            phone_digits=visitor.digits,
+            public_key_pem=bot.bot_public_key,
+            nonce=nonce,
+            tampering=tampering,
+        )
+        if scenario == PASSPORT_LATE:
+            asyncio.get_running_loop().call_later(
+                self.passport_late_delay, self.send_to_bot, visitor, bot, action
+            )
+            return "late"
+        self.send_to_bot(visitor, bot, action)
+        return "shared"
+
+    def _app_verifies_phone(self, visitor: Account) -> None:
+        """What the app does for a Passport without a phone: sendVerifyPhoneCode, the code the
+        user reads in the inbox, verifyPhone and saveSecureValue (with the app's own key)."""
+        rules = PhoneRules.for_phone(visitor.digits)
+        sent = self.codes.send(key_id=APP_KEY_ID, rules=rules, purpose="verify")
+        code = self.last_code(visitor.digits) or ""
+        self.codes.check(
+            key_id=APP_KEY_ID,
+            digits=visitor.digits,
+            phone_code_hash=sent.phone_code_hash,
+            code=code,
+            purpose="verify",
+        )
+        visitor.verified_phones.add(visitor.digits)
+        phone = passport.plain_value(types.SecurePlainPhone(phone=visitor.digits))
+        self.store.save_secure_value(visitor, phone)
 
     # --- fault injection -----------------------------------------------------------------
 

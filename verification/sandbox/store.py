@@ -8,13 +8,15 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from telethon.extensions import BinaryReader
 from telethon.tl import types
 
 from .crypto import SALT_PERIOD, ServerKey, auth_key_id
-from .phones import e164
+from .passport import plain_value, type_name
+from .phones import PASSPORT_HOLDS_PHONE, e164, passport_scenario
 from .srp import PasswordVerifier, SrpChallenge
 
 logger = logging.getLogger("verification.sandbox")
@@ -32,6 +34,10 @@ class Account:
     #: A bot: its token and the public key its owner gave BotFather (never persisted).
     bot_token: str = ""
     bot_public_key: str = ""
+    #: The user's Telegram Passport: its values by type (``SecureValueTypePhone``, …).
+    passport: dict[str, types.SecureValue] = field(default_factory=dict)
+    #: Numbers this user proved with account.verifyPhone (what saveSecureValue asks of a phone).
+    verified_phones: set[str] = field(default_factory=set)
 
     def as_user(self, *, is_self: bool) -> types.User:
         if self.bot_token:
@@ -109,6 +115,9 @@ class Store:
         if account is None:
             password = PasswordVerifier.create(default_password) if default_password else None
             account = Account(digits, user_id_for(digits), password)
+            if passport_scenario(digits) == PASSPORT_HOLDS_PHONE:
+                phone = plain_value(types.SecurePlainPhone(phone=digits))
+                account.passport[type_name(phone.type)] = phone
             self.accounts[digits] = account
             self.users[account.user_id] = account
             self.save()
@@ -121,6 +130,15 @@ class Store:
         self.bots[token] = bot
         self.users[bot_id] = bot
         return bot
+
+    def save_secure_value(self, account: Account, value: types.SecureValue) -> None:
+        account.passport[type_name(value.type)] = value
+        self.save()
+
+    def delete_secure_values(self, account: Account, kinds: list[object]) -> None:
+        for kind in kinds:
+            account.passport.pop(type_name(kind), None)
+        self.save()
 
     def set_password(self, digits: str, password: str | None) -> Account:
         account = self.account(digits)
@@ -175,6 +193,7 @@ class Store:
                     "phone": e164(a.digits),
                     "user_id": a.user_id,
                     "password": a.password.to_json() if a.password else None,
+                    "passport": [bytes(value).hex() for value in a.passport.values()],
                 }
                 for a in self.accounts.values()
             ],
@@ -204,6 +223,9 @@ class Store:
                 int(item["user_id"]),
                 PasswordVerifier.from_json(password) if password else None,
             )
+            for raw in item.get("passport", []):
+                value = BinaryReader(bytes.fromhex(raw)).tgread_object()
+                account.passport[type_name(value.type)] = value
             self.accounts[digits] = account
             self.users[account.user_id] = account
         for item in data.get("auth_keys", []):

@@ -153,8 +153,8 @@ class SandboxThread:
     def add_bot(self, token: str, *, public_key_pem: str) -> int:
         return self._on_loop(self.server.add_bot, token, public_key_pem=public_key_pem)
 
-    def passport_share(self, phone: str, url: str, *, tampering: Any = None) -> None:
-        self._on_loop(self.server.passport_share, phone, url, tampering=tampering)
+    def passport_share(self, phone: str, url: str, *, tampering: Any = None) -> str:
+        return self._on_loop(self.server.passport_share, phone, url, tampering=tampering)
 
     def codes_for(self, phone: str) -> list[DeliveredCode]:
         """Every code delivered to ``phone`` (any format), oldest first."""
