@@ -608,6 +608,8 @@ def run_postgres(processes: Processes, options: argparse.Namespace) -> dict[str,
         env = site_environment(
             options,
             DEBUG="0",
+            # Plain HTTP on 127.0.0.1: no proxy in front to terminate TLS.
+            SECURE_SSL_REDIRECT="0",
             DATABASE_URL=f"{options.postgres}/{database}",
             REDIS_URL=redis_url,
             TELEGRAM_SERVER=sandbox["address"],
@@ -618,6 +620,8 @@ def run_postgres(processes: Processes, options: argparse.Namespace) -> dict[str,
             EMBEDDED_WORKER="0",
         )
         processes.manage("postgres-migrate", "migrate", "--noinput", env=env)
+        # With DEBUG off the page needs its collected static files (README, Deployment).
+        processes.manage("postgres-collectstatic", "collectstatic", "--noinput", env=env)
         processes.manage(
             "postgres-login",
             "telegram_login",

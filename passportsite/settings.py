@@ -13,6 +13,17 @@ import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+
+def proxy_ssl_header(value: str) -> tuple[str, str] | None:
+    """SECURE_PROXY_SSL_HEADER from ``Header-Name`` (meaning ``https``) or ``Header-Name=value``;
+    empty for none."""
+    name, _, expected = value.partition("=")
+    if not name.strip():
+        return None
+    meta_name = "HTTP_" + name.strip().upper().replace("-", "_")
+    return (meta_name, expected.strip() or "https")
+
+
 env = environ.Env()
 # ENV_FILE names another file (the test suite's processes use /dev/null to read none).
 environ.Env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
@@ -23,6 +34,18 @@ SECRET_KEY = env.str(
 )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# HTTPS. Each switch is on by default with DEBUG off, so a production site that sets nothing
+# is served as `check --deploy` expects; development over plain HTTP keeps them all off.
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+# Opt-in: only behind a proxy that terminates TLS and always sets (or strips) this header. Trusting
+# it otherwise lets any client claim HTTPS.
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(env.str("SECURE_PROXY_SSL_HEADER", default=""))
 
 INSTALLED_APPS = [
     "daphne",
@@ -39,6 +62,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight after the redirect to HTTPS, before sessions and the rest.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -159,7 +184,19 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "var" / "static"
+# WhiteNoise serves static files from the web process. With DEBUG on it finds them in the apps and
+# `static/`, unhashed, as runserver does. With DEBUG off it serves what `manage.py collectstatic`
+# put in STATIC_ROOT: compressed, under hashed names with a year-long cache lifetime. Without
+# that step the pages fail (the manifest has no entry for their files).
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "static")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 TELEGRAM_SERVER = env.str("TELEGRAM_SERVER", default="")
@@ -237,6 +274,8 @@ VERIFICATION = {
     "TRUSTED_PROXIES": trusted_proxies(env.str("VERIFICATION_TRUSTED_PROXIES", default="0")),
     "MAX_SOCKETS_PER_ADDRESS": env.int("VERIFICATION_MAX_SOCKETS_PER_ADDRESS", default=50),
     "MAX_ATTEMPTS": env.int("VERIFICATION_MAX_ATTEMPTS", default=5),
+    "ALLOWED_REGIONS": env.list("VERIFICATION_ALLOWED_REGIONS", default=[]),
+    "DENIED_REGIONS": env.list("VERIFICATION_DENIED_REGIONS", default=[]),
     "EXPIRES_AFTER": env.int("VERIFICATION_EXPIRES_AFTER", default=600),
 }
 
