@@ -481,3 +481,83 @@ async def test_transport_is_a_column_a_filter_and_splits_the_summary(
     detail = page.content.decode()
     assert re.search(r'<div class="readonly">Gateway API</div>', detail)
     assert re.search(r'<label>Delivery:</label>\s*<div class="readonly">Delivered</div>', detail)
+
+
+@pytest.mark.django_db
+def test_summary_shows_gateway_spend_per_day_and_warns_of_a_low_balance(
+    fake_settings, staff, client
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from verification import services
+    from verification.gateway import SentCode
+    from verification.models import VerificationEvent
+
+    fake_settings.VERIFICATION = {
+        **fake_settings.VERIFICATION,
+        "TRANSPORTS": ["gateway"],
+        "TELEGRAM_GATEWAY_TOKEN": "token",
+        "TELEGRAM_GATEWAY_LOW_BALANCE": 5,
+    }
+    app = SentCode(type="app", phone_code_hash="", length=6)
+    first, _ = services.verification_start(owner="a", user=None, phone_number="+9996631234")
+    services.verification_code_sent(
+        verification_id=first.pk,
+        sent=app,
+        gateway_request_id="a1",
+        cost={"request_cost": 0.5, "remaining_balance": 9.5},
+    )
+    services.verification_code_sent(
+        verification_id=first.pk,
+        sent=app,
+        resent=True,
+        gateway_request_id="a2",
+        cost={"request_cost": 0.25, "remaining_balance": 9.25},
+    )
+    # The first message went out two days ago.
+    two_days_ago = timezone.now() - timedelta(days=2)
+    VerificationEvent.objects.filter(data__request_id="a1").update(created_at=two_days_ago)
+
+    client.force_login(staff)
+    summary_url = reverse("admin:verification_phoneverification_summary")
+    changelist_url = reverse("admin:verification_phoneverification_changelist")
+    body = client.get(summary_url).content.decode()
+    table = re.search(r'<table id="summary-gateway-spend">.*?</table>', body, re.S)
+    assert table
+    rows = re.findall(
+        r'<tr><th scope="row">([^<]+)</th><td>(\d+)</td><td[^>]*>([\d.]+)</td></tr>',
+        table.group(0),
+    )
+    day = timezone.localdate
+    assert rows == [
+        (f"{day(two_days_ago):%m/%d/%Y}", "1", "0.50"),
+        (f"{day():%m/%d/%Y}", "1", "0.25"),
+        ("Total", "2", "0.75"),
+    ]
+    assert "balance was" not in body  # 9.25 is above the threshold of 5
+    assert "balance was" not in client.get(changelist_url).content.decode()
+
+    second, _ = services.verification_start(owner="b", user=None, phone_number="+9996632345")
+    services.verification_code_sent(
+        verification_id=second.pk,
+        sent=app,
+        gateway_request_id="b1",
+        cost={"request_cost": 4.5, "remaining_balance": 4.75},
+    )
+    # A delivery report without a balance does not hide the last one known.
+    services.verification_delivery_report(request_id="b1", status="delivered")
+    for url in (summary_url, changelist_url):
+        page = html.unescape(client.get(url).content.decode())
+        assert re.search(
+            r'<li class="warning">The Telegram Gateway account\'s balance was 4\.75 on [^<]+, '
+            r"below 5\.00: top it up",
+            page,
+        ), url
+    # The day's spend now counts both messages.
+    body = client.get(summary_url, {"days": "1"}).content.decode()
+    assert 'id="summary-gateway-spend-total">4.75</td>' in body
+
+    fake_settings.VERIFICATION = {**fake_settings.VERIFICATION, "TELEGRAM_GATEWAY_LOW_BALANCE": 0}
+    assert "balance was" not in client.get(changelist_url).content.decode()

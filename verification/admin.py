@@ -34,7 +34,7 @@ from .forms import (
     phone_search_term,
 )
 from .models import PhoneVerification, SenderAccount, VerificationEvent
-from .selectors import verification_summary
+from .selectors import gateway_balance_low, verification_summary
 from .worker import worker_login
 
 CONNECT_SESSION_KEY = "verification_sender_connect"
@@ -380,10 +380,36 @@ class PhoneVerificationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # no 
             *super().get_urls(),
         ]
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        self._warn_low_balance(request)
+        return super().changelist_view(request, extra_context)
+
+    def _warn_low_balance(self, request: HttpRequest) -> None:
+        low = gateway_balance_low()
+        if low is not None:
+            self.message_user(
+                request,
+                _(
+                    "The Telegram Gateway account's balance was %(balance)s on %(when)s, below "
+                    "%(threshold)s: top it up at gateway.telegram.org before codes stop going out."
+                )
+                % {
+                    "balance": formats.number_format(low["balance"], 2),
+                    "when": formats.date_format(
+                        timezone.localtime(low["at"]), "SHORT_DATETIME_FORMAT"
+                    ),
+                    "threshold": formats.number_format(low["threshold"], 2),
+                },
+                messages.WARNING,
+            )
+
     def summary_view(self, request: HttpRequest) -> HttpResponse:
-        """Conversion over the last 1, 7 or 30 days: statuses, code types, errors."""
+        """Conversion over the last 1, 7 or 30 days: statuses, code types, errors, Gateway spend."""
         if not self.has_view_permission(request):
             raise PermissionDenied
+        self._warn_low_balance(request)
         chosen = request.GET.get("days", "7")
         days = int(chosen) if chosen in {"1", "7", "30"} else 7
         since = timezone.now() - timedelta(days=days)

@@ -181,6 +181,14 @@ SETTINGS: tuple[Setting, ...] = (
         "outside it, and a signature seen before, are refused as replays.",
         sign="positive",
     ),
+    Setting(
+        "TELEGRAM_GATEWAY_LOW_BALANCE",
+        10,
+        NUMBER,
+        "The admin warns while the Gateway account's last reported balance is below this "
+        "(in the account's currency; `0` = never).",
+        sign="non-negative",
+    ),
     Setting("CHANNEL_LAYER", "default", str, "Alias of the channel layer the app uses."),
     Setting(
         "MAX_ATTEMPTS",

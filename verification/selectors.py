@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -248,6 +248,7 @@ def verification_summary(*, since: datetime) -> dict[str, Any]:
         if verified and row["finished_at"]:
             durations.append((row["finished_at"] - row["created_at"]).total_seconds())
     durations.sort()
+    spend = gateway_spend_by_day(since=since)
     return {
         "started": started,
         "by_status": by_status,
@@ -280,10 +281,56 @@ def verification_summary(*, since: datetime) -> dict[str, Any]:
             for transport, (total, done) in by_transport.items()
         ],
         # Each one billed by Telegram: first sends and resends alike.
-        "gateway_messages": VerificationEvent.objects.filter(
-            created_at__gte=since,
-            kind__in=[VerificationEvent.Kind.CODE_SENT, VerificationEvent.Kind.CODE_RESENT],
-            data__has_key="request_id",
-        ).count(),
+        "gateway_messages": sum(day["messages"] for day in spend),
+        "gateway_spend": sum(day["cost"] for day in spend),
+        "gateway_spend_by_day": spend,
         "errors": sorted(errors.items(), key=lambda item: -item[1]),
     }
+
+
+_GATEWAY_SENDS = [VerificationEvent.Kind.CODE_SENT, VerificationEvent.Kind.CODE_RESENT]
+
+
+def gateway_spend_by_day(*, since: datetime) -> list[dict[str, Any]]:
+    """Gateway API messages sent since ``since`` and what they cost (their events'
+    ``request_cost``), per local day, oldest first."""
+    days: dict[date, dict[str, Any]] = {}
+    events = VerificationEvent.objects.filter(
+        created_at__gte=since, kind__in=_GATEWAY_SENDS, data__has_key="request_id"
+    ).values_list("created_at", "data")
+    for created_at, data in events:
+        day = timezone.localdate(created_at)
+        row = days.setdefault(day, {"day": day, "messages": 0, "cost": 0.0})
+        row["messages"] += 1
+        row["cost"] += float(data.get("request_cost") or 0)
+    return [days[day] for day in sorted(days)]
+
+
+def gateway_balance_last() -> dict[str, Any] | None:
+    """The Gateway account's balance as last reported (``remaining_balance`` of the newest event
+    that has one) and when: ``{"balance": float, "at": datetime}``, or None before any."""
+    events = (
+        VerificationEvent.objects.filter(
+            kind__in=[*_GATEWAY_SENDS, VerificationEvent.Kind.DELIVERY],
+            data__has_key="remaining_balance",
+        )
+        .order_by("-created_at", "-id")
+        .values_list("created_at", "data")
+    )
+    # A status may carry the key with no value; looking further back than a few is not worth it.
+    for created_at, data in events[:20]:
+        if data.get("remaining_balance") is not None:
+            return {"balance": float(data["remaining_balance"]), "at": created_at}
+    return None
+
+
+def gateway_balance_low() -> dict[str, Any] | None:
+    """The last reported Gateway balance (as :func:`gateway_balance_last`) when it is below
+    ``TELEGRAM_GATEWAY_LOW_BALANCE``, with that threshold as ``"threshold"``; else None."""
+    threshold = get_config()["TELEGRAM_GATEWAY_LOW_BALANCE"]
+    if not threshold:
+        return None
+    last = gateway_balance_last()
+    if last is None or last["balance"] >= threshold:
+        return None
+    return {**last, "threshold": threshold}

@@ -78,7 +78,19 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log_path: Path) -> 
 @pytest.fixture(scope="session")
 def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     """passportsite served by daphne on a free port, with a short sandbox resend timeout."""
-    tmp = tmp_path_factory.mktemp("browser-site")
+    yield from serve_site(tmp_path_factory.mktemp("browser-site"))
+
+
+@pytest.fixture(scope="session")
+def gateway_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+    """The same site sending every code through the Gateway API (``TRANSPORTS=gateway``), to
+    its embedded Gateway sandbox."""
+    yield from serve_site(tmp_path_factory.mktemp("gateway-site"), TRANSPORTS="gateway")
+
+
+def serve_site(tmp: Path, **extra_env: str) -> Iterator[LiveSite]:
+    """Serve passportsite from ``tmp`` (its database, sandbox state and log) until closed;
+    ``extra_env`` adds to or overrides the environment the site reads."""
     port = _free_port()
     env = {
         **os.environ,
@@ -91,6 +103,9 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
         # Every test sends from 127.0.0.1: the per-IP limit would otherwise cap the suite's size.
         "VERIFICATION_RATE_LIMITS": "session=10/600,phone=5/3600,ip=1000/3600",
         "PYTHONUNBUFFERED": "1",
+        # Where the embedded Gateway sandbox posts its delivery reports.
+        "SITE_URL": f"http://127.0.0.1:{port}",
+        **extra_env,
     }
     log_path = tmp / "site.log"
     with log_path.open("wb") as log:
