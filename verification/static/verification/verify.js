@@ -4,30 +4,12 @@
 // actions. Reload, reconnect and a second tab all resume from the snapshot the server sends.
 
 // Code types whose code is typed as digits (and may be auto-submitted once complete).
-const DIGIT_TYPES = new Set([
-  "app",
-  "sms",
-  "call",
-  "flash_call",
-  "missed_call",
-  "fragment_sms",
-  "firebase_sms",
-]);
-const PHONE_ERRORS = new Set([
-  "PHONE_NUMBER_INVALID",
-  "PHONE_NUMBER_BANNED",
-  "PHONE_NUMBER_FLOOD",
-  "PHONE_NUMBER_NOT_ALLOWED",
-]);
-const CODE_ERRORS = new Set(["PHONE_CODE_EMPTY", "PHONE_CODE_INVALID", "PHONE_CODE_EXPIRED"]);
-const RESEND_ERRORS = new Set(["RESEND_NOT_AVAILABLE", "SEND_CODE_UNAVAILABLE"]);
+const DIGIT_TYPES = "app sms call flash_call missed_call fragment_sms firebase_sms".split(" ");
 // Countdown seconds read out to screen readers; every other second is only shown.
 const ANNOUNCE_AT = new Set([60, 30, 10]);
 const EXPIRY_WARN_AT = new Set([60, 15]);
 // Statuses whose number is shown again in the phone field (cancel and "change number" alike).
-const PREFILL_STATUSES = new Set(["sending", "expired", "failed", "cancelled"]);
-// Where a Passport request's link and QR code are kept, so a reload or a second tab shows them.
-const PASSPORT_KEY = "verification-passport";
+const PREFILL_STATUSES = ["expired", "failed", "cancelled"];
 const FIRST_CONNECT_TRIES = 3;
 const MAX_BACKOFF_SECONDS = 30;
 // The server's close codes (docs/protocol.md): what to tell the visitor, and whether to come back.
@@ -80,25 +62,17 @@ function t(key, params) {
 // Fills `node` with a translated sentence, emphasising the substituted values (the number, the
 // prefix) without ever parsing them as HTML.
 function fillEmphasised(node, template, params) {
-  node.replaceChildren();
-  const pattern = /\{(\w+)\}/g;
-  let last = 0;
-  for (const match of template.matchAll(pattern)) {
-    const [placeholder, name] = match;
-    node.append(template.slice(last, match.index));
-    if (name in params) {
-      const strong = document.createElement("strong");
-      strong.className = "verification-nowrap";
-      strong.dir = "ltr";
-      strong.textContent = String(params[name]);
-      node.append(strong);
-    } else {
-      node.append(placeholder);
-    }
-    last = match.index + placeholder.length;
-  }
-  node.append(template.slice(last));
+  // Splitting on the placeholders leaves their names at the odd indices.
+  const parts = template.split(/\{(\w+)\}/).map((part, index) => {
+    if (index % 2 === 0) return part;
+    if (!(part in params)) return `{${part}}`;
+    const value = String(params[part]);
+    return element("strong", { className: "verification-nowrap", dir: "ltr", textContent: value });
+  });
+  node.replaceChildren(...parts);
 }
+
+const element = (tag, properties) => Object.assign(document.createElement(tag), properties);
 
 function clock(seconds) {
   const s = Math.max(0, Math.ceil(seconds));
@@ -118,7 +92,6 @@ function attemptsText(count) {
   return forms[String(count)] ?? t("attempts_left_any", { count });
 }
 
-// ---------------------------------------------------------------------------------------------
 // State
 
 const state = {
@@ -144,8 +117,6 @@ const state = {
   resendWasShown: false,
   passportPending: false,
   passportLink: null, // {id, url, qr} of the latest Passport request
-  passportReceived: null,
-  passportRenewed: null, // a request whose link this tab no longer had, asked for again
   errors: new Map(), // element -> {message, extra, until}
 };
 
@@ -191,7 +162,6 @@ function acceptSnapshot(v) {
   state.expiresDeadline = deadlineIn(v.expires_in);
 }
 
-// ---------------------------------------------------------------------------------------------
 // Messages and announcements
 
 // Clearing a live region first makes a repeated message be read again.
@@ -250,14 +220,9 @@ function paintError(errorEl) {
   const lines = [errorText(error), error.extra].filter(Boolean);
   const painted = Array.from(errorEl.children, (line) => line.textContent);
   if (painted.join("\n") !== lines.join("\n")) {
-    errorEl.replaceChildren(
-      ...lines.map((line) => {
-        const span = document.createElement("span");
-        span.className = "verification-error-line";
-        span.textContent = line;
-        return span;
-      }),
-    );
+    const line = (textContent) =>
+      element("span", { className: "verification-error-line", textContent });
+    errorEl.replaceChildren(...lines.map(line));
   }
   errorEl.classList.add("is-error");
   errorEl.hidden = false;
@@ -293,7 +258,6 @@ function showStatus(text, { announceIt = true } = {}) {
   if (text && announceIt) announce(text);
 }
 
-// ---------------------------------------------------------------------------------------------
 // Rendering
 
 // `focus`: move focus to the new step when the step changes (the visitor's own action). Otherwise
@@ -303,6 +267,7 @@ function render({ focus = true, rescue = {} } = {}) {
   const focusWasInCard = el.card.contains(document.activeElement);
   const v = visibleSnapshot();
   const step = stepFor(v);
+  if (step === "passport" && !passport) return void loadPassport();
   const changed = step !== state.step;
   state.step = step;
   root.dataset.verificationState = step;
@@ -312,8 +277,8 @@ function render({ focus = true, rescue = {} } = {}) {
 
   if (step === "number") renderNumber(v, changed);
   else if (step === "code") renderCode(v);
-  else if (step === "passport") renderPassport(v);
-  else renderDone(v);
+  else if (step === "passport") passport.render(v);
+  else el.verifiedNumber.textContent = v.phone_number;
 
   tick();
   if (changed && focus) focusStep(step);
@@ -340,11 +305,9 @@ function focusStep(step) {
 function renderNumber(v, changed) {
   const sending = state.sendPending || (v && v.status === "sending");
   // Another tab's send, or a verification that ended without success: show its number again.
-  const prefill =
-    v && !isPassport(v) && (v.status === "sending" || (changed && PREFILL_STATUSES.has(v.status)));
-  if (prefill) {
-    el.phoneInput.value = v.phone_number;
-  }
+  const ended = changed && PREFILL_STATUSES.includes(v?.status);
+  const prefill = v && !isPassport(v) && (v.status === "sending" || ended);
+  if (prefill) el.phoneInput.value = v.phone_number;
   el.phoneInput.readOnly = Boolean(sending);
   el.numberForm.setAttribute("aria-busy", sending ? "true" : "false");
   el.sendCode.classList.toggle("is-busy", Boolean(sending));
@@ -368,7 +331,7 @@ function codeDescription(v) {
 
 function codeShape(v) {
   const code = v.code || {};
-  const digits = DIGIT_TYPES.has(code.type);
+  const digits = DIGIT_TYPES.includes(code.type);
   const length = Number(code.length) > 0 ? Number(code.length) : null;
   return { type: code.type, digits, length, autoSubmit: digits && length !== null };
 }
@@ -444,68 +407,40 @@ function groupLike(prefix, sample) {
   return (out + digits.slice(used)).trim();
 }
 
-// The request's link and QR code come once, in `passport_request`; they are kept for reloads and
-// other tabs. A tab without them asks for a new request (once), which every tab then receives.
-function storedPassport(id) {
-  try {
-    const stored = JSON.parse(localStorage.getItem(PASSPORT_KEY));
-    return stored?.id === id ? stored : null;
-  } catch {
-    return null;
-  }
+// The Passport step's script and styles load only when a visitor needs them, so the code flow never
+// downloads them. Their URLs come from the template: hashed static file names work too.
+let passport = null;
+let passportLoading = null;
+
+function loadPassport() {
+  passportLoading ??= Promise.all([
+    import(app.dataset.passportScript),
+    new Promise((onload, onerror) => {
+      const href = app.dataset.passportStyles;
+      document.head.append(element("link", { rel: "stylesheet", href, onload, onerror }));
+    }),
+  ]).then(
+    ([module]) => {
+      const page = { state, el, t, send, announce, setText, clock, secondsLeft, warnExpiry, leave };
+      passport = module.attach(page);
+      render();
+    },
+    () => {
+      // Offline, most likely: show the number step and offer a reload; the next frame tries again.
+      passportLoading = null;
+      state.passportPending = false;
+      el.card.removeAttribute("aria-busy");
+      showConnection(t("error_fallback"), { announceIt: true, error: true, reload: true });
+      tick();
+    },
+  );
 }
 
-function storePassport(link) {
-  try {
-    localStorage.setItem(PASSPORT_KEY, JSON.stringify(link));
-  } catch {
-    // Private mode or a full store: this tab still shows the link, reloads ask for a new one.
-  }
-}
-
-function renderPassport(v) {
-  const link = state.passportLink?.id === v.id ? state.passportLink : storedPassport(v.id);
-  state.passportLink = link;
-  if (!link) {
-    el.passportOpen.removeAttribute("href");
-    if (state.passportRenewed !== v.id && v.status === "waiting") {
-      state.passportRenewed = v.id;
-      send({ type: "passport_start" }, { quiet: true });
-    }
-  } else if (el.passportOpen.getAttribute("href") !== link.url) {
-    el.passportOpen.href = link.url;
-    el.passportQr.innerHTML = link.qr; // made by our server (segno), never from the visitor
-    const svg = el.passportQr.querySelector("svg");
-    if (svg) {
-      // Scales with its box: the server's pixel size becomes the drawing's coordinates.
-      svg.setAttribute("viewBox", `0 0 ${svg.getAttribute("width")} ${svg.getAttribute("height")}`);
-      svg.removeAttribute("width");
-      svg.removeAttribute("height");
-      svg.setAttribute("role", "img");
-      svg.setAttribute("aria-label", t("passport_qr"));
-    }
-  }
-  if (v.status === "received" && state.passportReceived !== v.id) {
-    state.passportReceived = v.id;
-    announce(t("passport_received"));
-  }
-}
-
-function renderDone(v) {
-  el.verifiedNumber.textContent = v.phone_number;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Timers: the server's deadlines, counted down locally and resynced on every frame.
 
-function resendLabel(nextType) {
-  return `resend_${nextType}` in strings ? t(`resend_${nextType}`) : t("resend_sms");
-}
-
-function countdownText(nextType, seconds) {
-  const key = `countdown_${nextType}` in strings ? `countdown_${nextType}` : "countdown_sms";
-  return t(key, { time: clock(seconds) });
-}
+// The string for the next delivery (`resend_call`, `countdown_call`…); SMS wording for a new type.
+const nextText = (kind, nextType, params) =>
+  t(`${kind}_${nextType}` in strings ? `${kind}_${nextType}` : `${kind}_sms`, params);
 
 const digitsOf = (text) => String(text ?? "").replace(/\D/g, "");
 
@@ -537,14 +472,7 @@ function tick() {
   el.passportStart.disabled = Boolean(sending) || state.passportPending;
 
   if (state.step === "code" && v) tickCode(v);
-  if (state.step === "passport" && v) tickPassport(v);
-}
-
-function tickPassport(v) {
-  const left = secondsLeft(state.expiresDeadline);
-  const received = v.status === "received";
-  setText(el.passportStatus, received ? t("passport_received") : t("passport_expires", { time: clock(left) }));
-  if (!received) warnExpiry(left, "passport_expires_soon");
+  if (state.step === "passport" && v) passport.tick(v);
 }
 
 function warnExpiry(left, key) {
@@ -574,7 +502,7 @@ function tickCode(v) {
   } else {
     const left = secondsLeft(state.resendDeadline);
     if (left > 0) {
-      const text = countdownText(nextType, left);
+      const text = nextText("countdown", nextType, { time: clock(left) });
       setText(el.countdown, text);
       el.resend.hidden = true;
       state.resendWasShown = false;
@@ -584,7 +512,7 @@ function tickCode(v) {
       }
     } else {
       setText(el.countdown, "");
-      const label = resendLabel(nextType);
+      const label = nextText("resend", nextType);
       setText(el.resend, label);
       const wasHidden = el.resend.hidden;
       el.resend.hidden = false;
@@ -609,7 +537,6 @@ function setText(node, text) {
 
 setInterval(tick, 250);
 
-// ---------------------------------------------------------------------------------------------
 // Frames from the server
 
 function onFrame(frame) {
@@ -653,7 +580,6 @@ function onFrame(frame) {
     }
     case "passport_request":
       state.passportLink = { id: frame.verification?.id, url: frame.url, qr: frame.qr };
-      storePassport(state.passportLink);
       state.passportPending = false;
       acceptSnapshot(frame.verification);
       state.lastExpiryWarning = null;
@@ -711,9 +637,9 @@ const endedText = (v) => (isPassport(v) ? "passport_expired" : "status_expired")
 
 function errorTarget(code) {
   if (code.startsWith("PASSPORT_") || state.lastAction === "passport_start") return "passport";
-  if (PHONE_ERRORS.has(code)) return "phone";
-  if (CODE_ERRORS.has(code)) return "code";
-  if (RESEND_ERRORS.has(code)) return "resend";
+  if (code.startsWith("PHONE_NUMBER_")) return "phone";
+  if (code.startsWith("PHONE_CODE_")) return "code";
+  if (code === "RESEND_NOT_AVAILABLE" || code === "SEND_CODE_UNAVAILABLE") return "resend";
   if (code === "TOO_MANY_ATTEMPTS") return "status";
   return { send_code: "phone", verify: "code", resend: "resend" }[state.lastAction] ?? "status";
 }
@@ -793,7 +719,6 @@ function onError(frame, hasSnapshot) {
   tick();
 }
 
-// ---------------------------------------------------------------------------------------------
 // Visitor actions
 
 function send(message, { quiet = false } = {}) {
@@ -925,16 +850,18 @@ el.sendNewCode.addEventListener("click", () => {
   }
 });
 
-el.changeNumber.addEventListener("click", () => {
+// Cancels the visible verification and goes back to the number at once; the `cancelled` frame
+// that follows is expected, not news.
+function leave({ prefill = false } = {}) {
   const v = visibleSnapshot();
-  if (!v) return;
-  if (!send({ type: "cancel" })) return;
-  // Leave the code step at once; the `cancelled` frame that follows is expected, not news.
+  if (!v || !send({ type: "cancel" })) return;
   state.dismissedId = v.id;
   clearMessages();
-  el.phoneInput.value = v.phone_number;
+  if (prefill) el.phoneInput.value = v.phone_number;
   render();
-});
+}
+
+el.changeNumber.addEventListener("click", () => leave({ prefill: true }));
 
 el.cancel.addEventListener("click", () => {
   send({ type: "cancel" });
@@ -944,17 +871,9 @@ el.passportStart.addEventListener("click", () => {
   clearMessages();
   if (send({ type: "passport_start" })) {
     state.passportPending = true;
+    loadPassport(); // while the server prepares the request
     render({ focus: false });
   }
-});
-
-el.passportCancel.addEventListener("click", () => {
-  const v = visibleSnapshot();
-  if (!v || !send({ type: "cancel" })) return;
-  // Back to the number at once; the `cancelled` frame that follows is expected, not news.
-  state.dismissedId = v.id;
-  clearMessages();
-  render();
 });
 
 el.verifyAnother.addEventListener("click", () => {
@@ -970,7 +889,6 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") send({ type: "state" }, { quiet: true });
 });
 
-// ---------------------------------------------------------------------------------------------
 // Connection
 
 let socket = null;
@@ -985,9 +903,7 @@ function showConnection(text, { announceIt = false, error = false, reload = fals
   el.connection.hidden = !text;
   el.connection.classList.toggle("is-error", error);
   if (reload) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "verification-link";
+    const button = element("button", { type: "button", className: "verification-link" });
     button.textContent = t("reload");
     button.addEventListener("click", () => location.reload());
     el.connection.append(" ", button);

@@ -1,0 +1,100 @@
+"""What the visitor page downloads: the code flow's own scripts and styles, and the Passport step's
+only when a visitor picks Passport.
+
+The budget is issue 9's: the page's CSS and JS at or under 40 KB together, uncompressed. It counts
+the app's own files (everything served under /static/verification/), measured as the bytes the
+page actually received. The site shell's site.css is left out: it belongs to the host project,
+which a reusable app neither ships nor controls (the issue's figures were verify.js + verify.css).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import Page, Response, expect
+
+pytestmark = pytest.mark.browser
+
+APP_STATIC = "/static/verification/"
+BUDGET = 40_000
+
+
+def record_assets(page: Page) -> dict[str, int]:
+    """Records the app's JS and CSS responses of `page`: path -> uncompressed size in bytes."""
+    assets: dict[str, int] = {}
+
+    def on_response(response: Response) -> None:
+        path = response.url.split("://", 1)[-1].partition("/")[2]
+        if f"/{path}".startswith(APP_STATIC) and response.request.resource_type in {
+            "script",
+            "stylesheet",
+        }:
+            assets[f"/{path}"] = len(response.body())
+
+    page.on("response", on_response)
+    return assets
+
+
+def wait_for_step(page: Page, step: str) -> None:
+    html = page.locator("html")
+    expect(html).to_have_attribute("data-connection", "open")
+    expect(html).to_have_attribute("data-verification-state", step)
+
+
+def code_flow(new_page: Callable[..., Page]) -> tuple[Page, dict[str, int]]:
+    """A visitor verifies a number with a code, as far as the verified step."""
+    page = new_page("about:blank")
+    assets = record_assets(page)
+    page.goto("/")
+    wait_for_step(page, "number")
+    page.fill("#phone-input", "+999 66 2 4041")
+    page.click("#send-code")
+    wait_for_step(page, "code")
+    page.fill("#code-input", "22222")
+    wait_for_step(page, "done")
+    return page, assets
+
+
+def test_the_code_flow_never_downloads_the_passport_step(
+    new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    page, assets = code_flow(new_page)
+    assert {APP_STATIC + "verify.js", APP_STATIC + "verify.css"} <= set(assets)
+    assert not [path for path in assets if "passport" in path], assets
+    assert js_errors == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Issue 9's 40 KB budget is not met yet: the code flow loads about 45.4 KB "
+    "(verify.js 36.6 KB + verify.css 8.9 KB) after the Passport step moved out.",
+)
+def test_the_code_flow_loads_at_most_40_kb_of_scripts_and_styles(
+    new_page: Callable[..., Page],
+) -> None:
+    page, assets = code_flow(new_page)
+    assert sum(assets.values()) <= BUDGET, assets
+
+
+def test_picking_passport_loads_its_step_from_the_urls_the_template_gives(
+    new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    page = new_page("about:blank")
+    assets = record_assets(page)
+    page.goto("/")
+    wait_for_step(page, "number")
+    app = page.locator("#verification")
+    script = app.get_attribute("data-passport-script")
+    styles = app.get_attribute("data-passport-styles")
+    assert script and styles
+    page.click("#passport-start")
+    wait_for_step(page, "passport")
+    expect(page.locator("#passport-title")).to_be_focused()
+    assert {script, styles} <= set(assets), assets
+    # The step's styles are in force: the QR code's square is white, as verify_passport.css says.
+    background = page.evaluate(
+        "getComputedStyle(document.getElementById('passport-qr')).backgroundColor"
+    )
+    assert background == "rgb(255, 255, 255)"
+    assert js_errors == []

@@ -1,0 +1,73 @@
+// The Telegram Passport step of the visitor page. verify.js imports it only when a visitor picks
+// Passport or resumes a Passport verification, and hands it the page's state and helpers.
+
+// The request's link and QR code come once, in `passport_request`; they are kept for reloads and
+// other tabs. A tab without them asks for a new request (once), which every tab then receives.
+const STORAGE_KEY = "verification-passport";
+
+function stored(id) {
+  try {
+    const link = JSON.parse(localStorage.getItem(STORAGE_KEY));
+    return link?.id === id ? link : null;
+  } catch {
+    return null;
+  }
+}
+
+function store(link) {
+  try {
+    localStorage.setItem(STORAGE_KEY, JSON.stringify(link));
+  } catch {
+    // Private mode or a full store: this tab still shows the link, reloads ask for a new one.
+  }
+}
+
+export function attach(page) {
+  const { state, el, t, send, announce, setText, clock, secondsLeft, warnExpiry, leave } = page;
+  let renewed = null; // a request whose link this tab no longer had, asked for again
+  let received = null; // a request whose arrival was announced
+
+  el.passportCancel.addEventListener("click", () => leave());
+
+  function render(v) {
+    const link = state.passportLink?.id === v.id ? state.passportLink : stored(v.id);
+    state.passportLink = link;
+    if (!link) {
+      el.passportOpen.removeAttribute("href");
+      if (renewed !== v.id && v.status === "waiting") {
+        renewed = v.id;
+        send({ type: "passport_start" }, { quiet: true });
+      }
+    } else if (el.passportOpen.getAttribute("href") !== link.url) {
+      store(link);
+      el.passportOpen.href = link.url;
+      el.passportQr.innerHTML = link.qr; // made by our server (segno), never from the visitor
+      const svg = el.passportQr.querySelector("svg");
+      if (svg) {
+        // Scales with its box: the server's pixel size becomes the drawing's coordinates.
+        const [width, height] = ["width", "height"].map((name) => svg.getAttribute(name));
+        svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+        svg.removeAttribute("width");
+        svg.removeAttribute("height");
+        svg.setAttribute("role", "img");
+        svg.setAttribute("aria-label", t("passport_qr"));
+      }
+    }
+    if (v.status === "received" && received !== v.id) {
+      received = v.id;
+      announce(t("passport_received"));
+    }
+  }
+
+  function tick(v) {
+    const left = secondsLeft(state.expiresDeadline);
+    if (v.status === "received") {
+      setText(el.passportStatus, t("passport_received"));
+    } else {
+      setText(el.passportStatus, t("passport_expires", { time: clock(left) }));
+      warnExpiry(left, "passport_expires_soon");
+    }
+  }
+
+  return { render, tick };
+}
