@@ -57,10 +57,14 @@ class FakeSandbox:
         self.shared: list[tuple[str, str]] = []
         self.error = error
 
-    def passport_share(self, phone: str, url: str) -> None:
+    def passport_share(self, phone: str, url: str) -> str:
         if self.error:
             raise self.error
         self.shared.append((phone, url))
+        return "shared"
+
+    def passport_summary(self, phone: str, url: str) -> dict[str, object]:
+        return {"bot": "@sandboxbot", "asks": ["phone_number"], "phone": None, "for": phone}
 
 
 @pytest.fixture
@@ -82,9 +86,17 @@ def test_inbox_lists_open_requests_and_shares_a_number(
     listed = client.get(url).json()["requests"]
     assert [item["id"] for item in listed] == [str(other.pk), str(waiting.pk)]
     assert 595 <= listed[0]["expires_in"] <= 600
+    # Each with the form the app of the number asked about would show.
+    form = client.get(url, {"phone": "+999 66 3 4321"}).json()["requests"][0]["form"]
+    assert form == {
+        "bot": "@sandboxbot",
+        "asks": ["phone_number"],
+        "phone": None,
+        "for": "+999 66 3 4321",
+    }
 
     answer = client.post(url, {"id": str(waiting.pk), "phone": "+999 66 3 4321"})
-    assert answer.status_code == 200
+    assert answer.json() == {"shared": True, "outcome": "shared"}
     expected = passport.request_url(bot_id=700000555, public_key=bot.public_key, nonce="n" * 32)
     assert sandbox.shared == [("+999 66 3 4321", expected)]
 

@@ -139,33 +139,64 @@ def _sandbox_passport_url(verification_id: str) -> str | None:
     return None
 
 
+#: The answers the inbox's simulated Telegram app can give to a Passport request.
+_SANDBOX_PASSPORT_ACTIONS = ("share", "authorize", "decline", "send_code", "verify_phone")
+
+
 @require_http_methods(["GET", "POST"])
 def sandbox_passport(request: HttpRequest) -> JsonResponse:
-    """DEBUG only: the open Telegram Passport requests (GET), and the inbox's simulated Telegram
-    app sharing a sandbox number with one of them (POST ``id``, ``phone``), as a visitor's app
-    does when they press Authorize."""
+    """DEBUG only: the inbox's simulated Telegram app.
+
+    GET lists the open Telegram Passport requests, each with the authorization form ``phone``'s
+    app shows (the bot, what it asks for, the phone the Passport holds). POST ``id``, ``phone``
+    and ``action`` answers one: ``share`` (the shortcut: verify if needed, then authorize),
+    ``send_code`` and ``verify_phone`` (``code``) put the number in the Passport, ``authorize``
+    sends it to the bot as ``account.acceptAuthorization`` does, ``decline`` sends nothing.
+    """
     embedded = runtime.current()
     if not _sandbox_inbox_available() or embedded is None or embedded.sandbox is None:
         raise Http404
-    if request.method == "GET":
-        now = timezone.now()
-        requests = [
-            {"id": str(waiting.pk), "expires_in": _seconds_left(waiting.expires_at, now)}
-            for waiting in selectors.passport_requests_waiting(now=now)
-        ]
-        return JsonResponse({"requests": requests if passport.passport_bot() else []})
-    url = _sandbox_passport_url(request.POST.get("id", ""))
-    if url is None:
-        return JsonResponse({"error": "REQUEST_NOT_WAITING"}, status=404)
     from .sandbox.errors import RpcFailure
 
+    sandbox = embedded.sandbox
+    phone = (request.POST if request.method == "POST" else request.GET).get(
+        "phone", SANDBOX_PASSPORT_PHONE
+    )
+    if request.method == "GET":
+        now = timezone.now()
+        requests = []
+        for waiting in selectors.passport_requests_waiting(now=now):
+            item: dict[str, Any] = {
+                "id": str(waiting.pk),
+                "expires_in": _seconds_left(waiting.expires_at, now),
+            }
+            url = _sandbox_passport_url(item["id"])
+            try:
+                item["form"] = sandbox.passport_summary(phone, url) if url else None
+            except (ValueError, RpcFailure):
+                item["form"] = None
+            requests.append(item)
+        return JsonResponse({"requests": requests if passport.passport_bot() else []})
+    action = request.POST.get("action", "share")
+    url = _sandbox_passport_url(request.POST.get("id", ""))
+    if url is None or action not in _SANDBOX_PASSPORT_ACTIONS:
+        return JsonResponse({"error": "REQUEST_NOT_WAITING"}, status=404)
     try:
-        embedded.sandbox.passport_share(request.POST.get("phone", SANDBOX_PASSPORT_PHONE), url)
+        if action == "decline":
+            return JsonResponse({"outcome": "declined"})
+        if action == "send_code":
+            sandbox.passport_send_phone_code(phone)
+            return JsonResponse({"outcome": "code_sent"})
+        if action == "verify_phone":
+            sandbox.passport_verify_phone(phone, request.POST.get("code", ""))
+            return JsonResponse({"outcome": "verified"})
+        answer = sandbox.passport_share if action == "share" else sandbox.passport_authorize
+        outcome = answer(phone, url)
     except ValueError:
         return JsonResponse({"error": "PHONE_NUMBER_INVALID"}, status=400)
     except RpcFailure as failure:
         return JsonResponse({"error": failure.message}, status=400)
-    return JsonResponse({"shared": True})
+    return JsonResponse({"shared": outcome == "shared", "outcome": outcome})
 
 
 def _seconds_left(moment: Any, now: Any) -> int:

@@ -87,6 +87,62 @@ def test_passport_journey_turns_verified_without_reload(
     assert js_errors == []
 
 
+def open_form(context: BrowserContext, request_id: str, phone: str) -> Page:
+    """The inbox's simulated Telegram app opens the request's authorization form as `phone`."""
+    inbox = context.new_page()
+    inbox.goto("/sandbox/")
+    inbox.fill("#passport-phone", phone)
+    inbox.click(f'#passport-requests button[data-open="{request_id}"]')
+    expect(inbox.locator(".passport-asks")).to_have_text(
+        re.compile(r"^@sandbox\d+bot asks for: phone number$")
+    )
+    return inbox
+
+
+def test_the_app_verifies_the_phone_then_authorizes(
+    context: BrowserContext, new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    page = new_page()
+    request_id = start_passport(page)
+    # +99966X9012: a Passport without a phone, so the app verifies the number first.
+    phone = "+999 66 5 9012"
+    inbox = open_form(context, request_id, phone)
+    expect(inbox.locator(".passport-holds")).to_have_text(
+        f"Your Passport has no phone number. Verify {phone} first; the code arrives in this inbox."
+    )
+    expect(inbox.locator(".passport-authorize")).to_be_disabled()
+    inbox.click(".passport-send-code")
+    expect(inbox.locator("#passport-message")).to_have_text(f"Code sent to {phone}.")
+    code = inbox.locator("#inbox-codes li", has_text="+9996659012").locator("code")
+    expect(code).to_have_text("55555")
+    inbox.fill(".passport-code", code.inner_text())
+    inbox.click(".passport-verify")
+    expect(inbox.locator(".passport-holds")).to_have_text("Your Passport’s phone: +9996659012")
+    inbox.click(".passport-authorize")
+    expect(inbox.locator("#passport-message")).to_have_text(f"Shared {phone}.")
+
+    wait_for_step(page, "done")
+    expect(page.locator("#verified-number")).to_have_text("+999 66 5 9012")
+    assert js_errors == []
+
+
+def test_a_declined_form_keeps_the_page_waiting(
+    context: BrowserContext, new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    page = new_page()
+    request_id = start_passport(page)
+    # +99966X9011: the Passport already holds the number, verified.
+    inbox = open_form(context, request_id, "+999 66 5 9011")
+    expect(inbox.locator(".passport-holds")).to_have_text("Your Passport’s phone: +9996659011")
+    inbox.click(".passport-decline")
+    expect(inbox.locator("#passport-message")).to_have_text("Declined: the bot receives nothing.")
+    expect(inbox.locator(".passport-form")).to_be_hidden()
+    # Nothing reached the site: the request is still open, and the page still waits.
+    expect(inbox.locator(f'#passport-requests button[data-id="{request_id}"]')).to_be_visible()
+    wait_for_step(page, "passport")
+    assert js_errors == []
+
+
 def test_rejected_share_is_shown_next_to_the_action(
     context: BrowserContext, new_page: Callable[..., Page], js_errors: list[str]
 ) -> None:

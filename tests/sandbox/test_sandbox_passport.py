@@ -166,3 +166,16 @@ async def test_scenario_users_of_the_simulated_app(sandbox, bot):
     assert len(delivered) == before + 1 and delivered[-1].purpose == "verify"
     assert sandbox.passport_share("+9996649013", link(bot)) == "declined"
     assert sandbox.passport_share("+9996649014", link(bot)) == "late"
+
+
+async def test_the_simulated_app_authorizes_only_a_phone_its_passport_holds(sandbox, bot, phone):
+    number = phone(6)
+    assert sandbox.passport_summary(number, link(bot))["phone"] is None
+    with pytest.raises(Exception, match="PHONE_VERIFICATION_NEEDED"):
+        sandbox.passport_authorize(number, link(bot))
+    code = sandbox.passport_send_phone_code(number)
+    assert sandbox.last_code(number) == code == "66666"
+    sandbox.passport_verify_phone(number, code)
+    summary = sandbox.passport_summary(number, link(bot))
+    assert (summary["phone"], summary["asks"]) == (number, ["phone_number"])
+    assert sandbox.passport_authorize(number, link(bot)) == "shared"

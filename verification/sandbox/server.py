@@ -37,6 +37,7 @@ logger = logging.getLogger("verification.sandbox")
 MAX_SESSIONS = 10_000
 #: The auth key id the simulated Telegram app's own code requests are bound to.
 APP_KEY_ID = 0
+PHONE_VALUE = "SecureValueTypePhone"
 
 
 @dataclass
@@ -87,6 +88,7 @@ class SandboxServer:
         #: How long a ``late`` Passport scenario user's app waits before it authorizes (past
         #: the app's default ``PASSPORT_EXPIRES_AFTER`` of 600 s).
         self.passport_late_delay = 660.0
+        self._app_code_hashes: dict[str, str] = {}
         self.inbox: list[DeliveredCode] = []
         self.stats: Counter[str] = Counter()
         self._subscribers: list[Callable[[DeliveredCode], None]] = []
@@ -294,10 +296,30 @@ class SandboxServer:
         the bot the link names receives ``messageActionSecureValuesSentMe`` with the phone
         number, encrypted for the public key the bot registered (the link's must match it).
 
-        The number's Passport scenario (``phones.PASSPORT_SCENARIOS``) decides how the app
-        answers; the outcome is returned: ``"shared"``; ``"declined"`` (nothing is sent);
-        ``"late"`` (sent after ``passport_late_delay`` seconds, once the request has expired).
-        An empty Passport's app first verifies the number: its code is delivered to the inbox.
+        A Passport without a phone gets the number first: a ``+99966X9012`` user's app verifies
+        it (the code is delivered to the inbox), any other number's is taken as verified. The
+        outcome is that of `passport_authorize`.
+        """
+        self.passport_form(url)
+        visitor = self.store.account(normalize_phone(phone))
+        scenario = passport_scenario(visitor.digits)
+        if scenario != PASSPORT_DECLINES and PHONE_VALUE not in visitor.passport:
+            if scenario == PASSPORT_EMPTY:
+                self.passport_verify_phone(phone, self.passport_send_phone_code(phone))
+            else:
+                value = passport.plain_value(types.SecurePlainPhone(phone=visitor.digits))
+                self.store.save_secure_value(visitor, value)
+        return self.passport_authorize(phone, url, tampering=tampering)
+
+    def passport_authorize(
+        self, phone: str, url: str, *, tampering: passport.Tampering | None = None
+    ) -> str:
+        """``phone``'s app authorizes the form of ``url`` with the phone its Passport holds
+        (``400 PHONE_VERIFICATION_NEEDED`` if none), as ``account.acceptAuthorization`` does.
+
+        The number's Passport scenario (``phones.PASSPORT_SCENARIOS``) decides the outcome:
+        ``"shared"``; ``"declined"`` (nothing is sent); ``"late"`` (sent after
+        ``passport_late_delay`` seconds, once the request has expired).
         """
         bot, _, nonce = self.passport_form(url)
         visitor = self.store.account(normalize_phone(phone))
@@ -305,10 +327,11 @@ class SandboxServer:
         if scenario == PASSPORT_DECLINES:
             logger.info("Sandbox: %s declined bot %s's Passport form", visitor.digits, bot.user_id)
             return "declined"
-        if scenario == PASSPORT_EMPTY and "SecureValueTypePhone" not in visitor.passport:
-            self._app_verifies_phone(visitor)
+        held = visitor.passport.get(PHONE_VALUE)
+        if held is None or not isinstance(held.plain_data, types.SecurePlainPhone):
+            raise RpcFailure(400, "PHONE_VERIFICATION_NEEDED")
         action = passport.secure_values_sent(
-            phone_digits=visitor.digits,
+            phone_digits=held.plain_data.phone,
             public_key_pem=bot.bot_public_key,
             nonce=nonce,
             tampering=tampering,
@@ -321,22 +344,48 @@ class SandboxServer:
         self.send_to_bot(visitor, bot, action)
         return "shared"
 
-    def _app_verifies_phone(self, visitor: Account) -> None:
-        """What the app does for a Passport without a phone: sendVerifyPhoneCode, the code the
-        user reads in the inbox, verifyPhone and saveSecureValue (with the app's own key)."""
-        rules = PhoneRules.for_phone(visitor.digits)
+    def passport_summary(self, phone: str, url: str) -> dict[str, object]:
+        """What ``phone``'s app shows for ``url``: the bot, the scope's types and the phone the
+        Passport holds (``"+E164"`` or None)."""
+        bot, scope, _ = self.passport_form(url)
+        visitor = self.store.account(normalize_phone(phone))
+        held = visitor.passport.get(PHONE_VALUE)
+        return {
+            "bot": f"@{bot.as_user(is_self=False).username}",
+            "asks": [
+                item if isinstance(item, str) else str(item.get("type", "one_of"))
+                for item in scope.get("data", [])  # type: ignore[attr-defined]
+            ],
+            "phone": "+" + held.plain_data.phone
+            if held is not None and isinstance(held.plain_data, types.SecurePlainPhone)
+            else None,
+            "scenario": passport_scenario(visitor.digits),
+        }
+
+    def passport_send_phone_code(self, phone: str) -> str:
+        """The app's ``account.sendVerifyPhoneCode`` for its own number. The code is delivered
+        to the inbox; it is also returned, for callers that play the user reading it."""
+        rules = PhoneRules.for_phone(normalize_phone(phone))
+        if rules.send_error is not None:
+            raise RpcFailure(*rules.send_error)
         sent = self.codes.send(key_id=APP_KEY_ID, rules=rules, purpose="verify")
-        code = self.last_code(visitor.digits) or ""
+        self._app_code_hashes[rules.digits] = sent.phone_code_hash
+        return self.last_code(phone) or ""
+
+    def passport_verify_phone(self, phone: str, code: str) -> None:
+        """The app's ``account.verifyPhone`` with the code the user read, then
+        ``account.saveSecureValue``: the number is in the user's Passport, verified."""
+        visitor = self.store.account(normalize_phone(phone))
         self.codes.check(
             key_id=APP_KEY_ID,
             digits=visitor.digits,
-            phone_code_hash=sent.phone_code_hash,
+            phone_code_hash=self._app_code_hashes.get(visitor.digits, ""),
             code=code,
             purpose="verify",
         )
         visitor.verified_phones.add(visitor.digits)
-        phone = passport.plain_value(types.SecurePlainPhone(phone=visitor.digits))
-        self.store.save_secure_value(visitor, phone)
+        value = passport.plain_value(types.SecurePlainPhone(phone=visitor.digits))
+        self.store.save_secure_value(visitor, value)
 
     # --- fault injection -----------------------------------------------------------------
 

@@ -156,6 +156,18 @@ class SandboxThread:
     def passport_share(self, phone: str, url: str, *, tampering: Any = None) -> str:
         return self._on_loop(self.server.passport_share, phone, url, tampering=tampering)
 
+    def passport_authorize(self, phone: str, url: str, *, tampering: Any = None) -> str:
+        return self._on_loop(self.server.passport_authorize, phone, url, tampering=tampering)
+
+    def passport_summary(self, phone: str, url: str) -> dict[str, object]:
+        return self._on_loop(self.server.passport_summary, phone, url)
+
+    def passport_send_phone_code(self, phone: str) -> str:
+        return self._on_loop(self.server.passport_send_phone_code, phone)
+
+    def passport_verify_phone(self, phone: str, code: str) -> None:
+        self._on_loop(self.server.passport_verify_phone, phone, code)
+
     def codes_for(self, phone: str) -> list[DeliveredCode]:
         """Every code delivered to ``phone`` (any format), oldest first."""
         wanted = "+" + "".join(c for c in phone if c.isdigit())

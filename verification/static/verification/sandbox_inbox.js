@@ -1,6 +1,7 @@
 // The sandbox inbox (DEBUG only): polls the codes the local Telegram sandbox delivered and shows
 // them newest first, each with a copy button; and plays a visitor's Telegram app for the open
-// Telegram Passport requests (Share answers one as Authorize would).
+// Telegram Passport requests: Open shows a request's authorization form (verifying the phone
+// first when the Passport has none), Authorize and Decline answer it; Share does it in one step.
 
 const POLL_MS = 1000;
 const FALLBACK_STRINGS = {
@@ -18,6 +19,20 @@ const FALLBACK_STRINGS = {
   request: "Request open for {time}",
   shared: "Shared {phone}.",
   share_failed: "Not shared: {error}",
+  open: "Open",
+  asks: "{bot} asks for: {scope}",
+  scope_phone_number: "phone number",
+  holds: "Your Passport’s phone: {phone}",
+  holds_none: "Your Passport has no phone number. Verify {phone} first; the code arrives in this inbox.",
+  send_code: "Send code",
+  code: "Code",
+  verify: "Verify",
+  authorize: "Authorize",
+  decline: "Decline",
+  outcome_code_sent: "Code sent to {phone}.",
+  outcome_verified: "{phone} is in your Passport.",
+  outcome_declined: "Declined: the bot receives nothing.",
+  outcome_late: "{phone}’s app answers after the request expires.",
 };
 
 const root = document.getElementById("sandbox-inbox");
@@ -136,22 +151,87 @@ const passportEmpty = document.getElementById("passport-empty");
 const passportPhone = document.getElementById("passport-phone");
 const passportMessage = document.getElementById("passport-message");
 
-async function share(id) {
+async function answer(id, action, extra = {}) {
   const phone = passportPhone.value.trim();
-  const body = new URLSearchParams({ id, phone });
+  const body = new URLSearchParams({ id, phone, action, ...extra });
   let error = "";
+  let outcome = "";
   try {
     const response = await fetch(root.dataset.passportUrl, {
       method: "POST",
       body,
       headers: { "X-CSRFToken": root.dataset.csrf, Accept: "application/json" },
     });
-    if (!response.ok) error = (await response.json().catch(() => ({}))).error || response.status;
+    const data = await response.json().catch(() => ({}));
+    if (response.ok) outcome = data.outcome;
+    else error = data.error || response.status;
   } catch {
     error = t("offline");
   }
-  passportMessage.textContent = error ? t("share_failed", { error }) : t("shared", { phone });
+  if (error) passportMessage.textContent = t("share_failed", { error });
+  else if (outcome === "shared") passportMessage.textContent = t("shared", { phone });
+  else passportMessage.textContent = t(`outcome_${outcome}`, { phone });
+  return !error;
+}
+
+async function share(id) {
+  await answer(id, "share");
   pollPassport(false);
+}
+
+// The authorization form of one request, as the app shows it for the number above the list.
+async function openForm(id, panel) {
+  const url = new URL(root.dataset.passportUrl, location.href);
+  url.searchParams.set("phone", passportPhone.value.trim());
+  let form = null;
+  try {
+    const response = await fetch(url, { cache: "no-store" });
+    const { requests = [] } = response.ok ? await response.json() : {};
+    form = requests.find((request) => request.id === id)?.form ?? null;
+  } catch {
+    // The codes poll already says the server is unreachable.
+  }
+  panel.replaceChildren();
+  panel.hidden = false;
+  if (!form) return;
+  const scope = form.asks.map((name) => (`scope_${name}` in strings ? t(`scope_${name}`) : name)).join(", ");
+  panel.append(element("p", "passport-asks", t("asks", { bot: form.bot, scope })));
+  const phone = passportPhone.value.trim();
+  const actions = element("div", "verification-inbox-row");
+  if (form.phone) {
+    panel.append(element("p", "passport-holds", t("holds", { phone: form.phone })));
+  } else {
+    panel.append(element("p", "passport-holds", t("holds_none", { phone })));
+    const send = element("button", "verification-button verification-secondary passport-send-code", t("send_code"));
+    send.type = "button";
+    const code = element("input", "passport-code");
+    code.inputMode = "numeric";
+    code.autocomplete = "one-time-code";
+    code.setAttribute("aria-label", t("code"));
+    const verify = element("button", "verification-button verification-secondary passport-verify", t("verify"));
+    verify.type = "button";
+    send.addEventListener("click", () => answer(id, "send_code").then((ok) => ok && code.focus()));
+    verify.addEventListener("click", async () => {
+      if (await answer(id, "verify_phone", { code: code.value.trim() })) openForm(id, panel);
+    });
+    const row = element("div", "verification-inbox-row");
+    row.append(send, code, verify);
+    panel.append(row);
+  }
+  const authorize = element("button", "verification-button passport-authorize", t("authorize"));
+  authorize.type = "button";
+  authorize.disabled = !form.phone;
+  authorize.addEventListener("click", async () => {
+    await answer(id, "authorize");
+    pollPassport(false);
+  });
+  const decline = element("button", "verification-button verification-secondary passport-decline", t("decline"));
+  decline.type = "button";
+  decline.addEventListener("click", async () => {
+    if (await answer(id, "decline")) panel.hidden = true;
+  });
+  actions.append(authorize, decline);
+  panel.append(actions);
 }
 
 function renderRequest(request) {
@@ -164,13 +244,21 @@ function renderRequest(request) {
   button.textContent = t("share", { phone: passportPhone.value.trim() });
   button.dataset.id = request.id;
   button.addEventListener("click", () => share(request.id));
-  li.append(button);
+  const open = element("button", "verification-button verification-secondary", t("open"));
+  open.type = "button";
+  open.dataset.open = request.id;
+  const panel = element("div", "passport-form");
+  panel.hidden = true;
+  open.addEventListener("click", () => openForm(request.id, panel));
+  li.append(open, button, panel);
   return li;
 }
 
 // Buttons say the number they will share.
 passportPhone.addEventListener("input", () => {
-  for (const button of passportList.querySelectorAll("button")) {
+  // An open form was the previous number's: close it.
+  for (const panel of passportList.querySelectorAll(".passport-form")) panel.hidden = true;
+  for (const button of passportList.querySelectorAll("button[data-id]")) {
     button.textContent = t("share", { phone: passportPhone.value.trim() });
   }
 });
