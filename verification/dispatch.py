@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +20,9 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from . import services
 from .app_settings import get_config
 from .db import db
-from .errors import ErrorCode
-from .frames import error_frame, group_name
+from .errors import ErrorCode, VerificationError
+from .frames import error_frame, frame, group_name
+from .gateway.base import GatewayError
 from .models import PhoneVerification
 from .selectors import verification_get
 from .worker.client import worker_channel
@@ -117,3 +118,56 @@ async def no_answer(request: Request) -> None:
         await push(
             updated.owner, error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, updated), answers=request.id
         )
+
+
+# Checking a code, whatever the transport ----------------------------------------------------
+
+
+async def attempt_take(message: dict[str, Any]) -> PhoneVerification | None:
+    """Count a submitted code's attempt as a transport takes it.
+
+    None when the code must not be judged, and the tabs were answered: the request was queued
+    past its deadline (no attempt used), or no attempt can be taken now.
+    """
+    answers = message["request"]
+    if time.time() >= message["deadline"]:
+        current = await db(verification_get)(verification_id=message["verification"])
+        if current is not None and current.is_active:
+            await push(
+                current.owner, error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, current), answers=answers
+            )
+        return None
+    try:
+        return await db(services.verification_attempt_start)(
+            verification_id=message["verification"]
+        )
+    except VerificationError as exc:
+        current = await db(verification_get)(verification_id=message["verification"])
+        await push(message["owner"], error_frame(exc.code, current), answers=answers)
+        return None
+
+
+async def attempt_answer(
+    message: dict[str, Any],
+    verification: PhoneVerification,
+    error: GatewayError | None,
+    *,
+    on_exhausted: Callable[[], Awaitable[None]],
+) -> None:
+    """Record Telegram's verdict on a taken attempt and tell every tab; ``on_exhausted`` makes
+    the code unusable when the last attempt was used up."""
+    updated, shown = await db(services.verification_attempt_result)(
+        verification_id=verification.pk,
+        error=error.code if error else None,
+        telegram_error=error.telegram_error if error else "",
+    )
+    if updated is None:
+        return
+    answers = message["request"]
+    if shown is None:
+        await push(updated.owner, frame("verified", updated), answers=answers)
+        return
+    if shown is ErrorCode.TOO_MANY_ATTEMPTS:
+        await on_exhausted()
+    retry_after = error.retry_after if error else None
+    await push(updated.owner, error_frame(shown, updated, retry_after=retry_after), answers=answers)

@@ -22,7 +22,7 @@ from typing import Any
 from . import dispatch, services
 from .app_settings import get_config
 from .db import db
-from .errors import ErrorCode, VerificationError
+from .errors import ErrorCode
 from .frames import error_frame, frame
 from .gateway.base import GatewayError, SentCode
 from .gateway.telegram_gateway import FALLS_THROUGH, VERIFICATION_ERRORS, TelegramGatewayAPI
@@ -224,23 +224,8 @@ async def resend(message: dict[str, Any]) -> None:
 
 
 async def verify(message: dict[str, Any]) -> None:
-    answers = message["request"]
-    if time.time() >= message["deadline"]:
-        current = await db(verification_get)(verification_id=message["verification"])
-        if current is not None and current.is_active:
-            await dispatch.push(
-                current.owner,
-                error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, current),
-                answers=answers,
-            )
-        return
-    try:
-        verification = await db(services.verification_attempt_start)(
-            verification_id=message["verification"]
-        )
-    except VerificationError as exc:
-        current = await db(verification_get)(verification_id=message["verification"])
-        await dispatch.push(message["owner"], error_frame(exc.code, current), answers=answers)
+    verification = await dispatch.attempt_take(message)
+    if verification is None:
         return
     error: GatewayError | None = None
     try:
@@ -255,22 +240,11 @@ async def verify(message: dict[str, Any]) -> None:
         code = VERIFICATION_ERRORS.get(verdict, ErrorCode.PHONE_CODE_INVALID)
         if code is not None:
             error = GatewayError(code, telegram_error=verdict)
-    updated, shown = await db(services.verification_attempt_result)(
-        verification_id=verification.pk,
-        error=error.code if error else None,
-        telegram_error=error.telegram_error if error else "",
-    )
-    if updated is None:
-        return
-    if shown is None:
-        await dispatch.push(updated.owner, frame("verified", updated), answers=answers)
-        return
-    if shown is ErrorCode.TOO_MANY_ATTEMPTS:
+
+    async def exhausted() -> None:
         await _revoke_quietly(verification.gateway_request_id)
-    retry_after = error.retry_after if error else None
-    await dispatch.push(
-        updated.owner, error_frame(shown, updated, retry_after=retry_after), answers=answers
-    )
+
+    await dispatch.attempt_answer(message, verification, error, on_exhausted=exhausted)
 
 
 async def cancel(message: dict[str, Any]) -> None:

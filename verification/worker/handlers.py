@@ -17,7 +17,7 @@ from channels.layers import BaseChannelLayer
 from .. import dispatch, services
 from ..crypto import is_undecryptable
 from ..db import db
-from ..errors import ErrorCode, VerificationError
+from ..errors import ErrorCode
 from ..frames import error_frame, frame
 from ..gateway import GatewayError, TelegramGateway
 from ..gateway.base import AccountUnusable, PasswordNeeded
@@ -174,24 +174,8 @@ class Handlers:
     # Checking a code --------------------------------------------------------------------------
 
     async def verify(self, message: dict[str, Any]) -> None:
-        answers = message["request"]
-        if time.time() >= message["deadline"]:
-            # Queued past its deadline: the tab was told Telegram is unavailable, no attempt used.
-            verification = await db(verification_get)(verification_id=message["verification"])
-            if verification is not None and verification.is_active:
-                await dispatch.push(
-                    verification.owner,
-                    error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, verification),
-                    answers=answers,
-                )
-            return
-        try:
-            verification = await db(services.verification_attempt_start)(
-                verification_id=message["verification"]
-            )
-        except VerificationError as exc:
-            current = await db(verification_get)(verification_id=message["verification"])
-            await dispatch.push(message["owner"], error_frame(exc.code, current), answers=answers)
+        verification = await dispatch.attempt_take(message)
+        if verification is None:
             return
         error: GatewayError | None = None
         try:
@@ -217,28 +201,15 @@ class Handlers:
     async def _verified(
         self, message: dict[str, Any], verification: PhoneVerification, error: GatewayError | None
     ) -> None:
-        updated, shown = await db(services.verification_attempt_result)(
-            verification_id=verification.pk,
-            error=error.code if error else None,
-            telegram_error=error.telegram_error if error else "",
-        )
-        if updated is None:
-            return
-        answers = message["request"]
-        if shown is None:
-            await dispatch.push(updated.owner, frame("verified", updated), answers=answers)
-            return
-        if shown is ErrorCode.TOO_MANY_ATTEMPTS:
+        async def exhausted() -> None:
             await self._cancel_quietly(
                 message["account"],
                 verification.phone_number,
                 verification.phone_code_hash,
                 time.time() + 5,
             )
-        retry_after = error.retry_after if error else None
-        await dispatch.push(
-            updated.owner, error_frame(shown, updated, retry_after=retry_after), answers=answers
-        )
+
+        await dispatch.attempt_answer(message, verification, error, on_exhausted=exhausted)
 
     # Cancelling -------------------------------------------------------------------------------
 
