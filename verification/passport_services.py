@@ -12,17 +12,22 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import rows, signals
+from . import rows
 from .addresses import address_bucket
 from .app_settings import get_config
 from .errors import ErrorCode
 from .models import PassportBot, PhoneVerification, VerificationEvent
-from .selectors import verification_lock_active
-from .services import _finish, _lock, _on_commit_signal, event_record
+from .services import (
+    _finish,
+    _lock,
+    event_record,
+    race_retried,
+    verification_replace,
+)
 
 logger = logging.getLogger("verification.passport")
 
@@ -37,14 +42,9 @@ def verification_passport_start(
     """A Passport request for ``owner``, waiting for the visitor's Telegram app; returns it
     and the active verifications it cancelled (one active verification per owner, as for
     codes). ``nonce`` goes into the request's link and is accepted once."""
-    for attempt in range(3):
-        try:
-            return _passport_start(owner=owner, user=user, nonce=nonce, ip_address=ip_address)
-        except IntegrityError:
-            # Another tab started at the same moment; this start replaces it.
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    return race_retried(
+        lambda: _passport_start(owner=owner, user=user, nonce=nonce, ip_address=ip_address)
+    )
 
 
 @transaction.atomic
@@ -52,33 +52,20 @@ def _passport_start(
     *, owner: str, user: Any, nonce: str, ip_address: str | None
 ) -> tuple[PhoneVerification, list[PhoneVerification]]:
     now = timezone.now()
-    cancelled = [
-        _finish(previous, Status.CANCELLED, kind=Kind.CANCELLED, actor=Actor.VISITOR,
-                reason="replaced")
-        for previous in verification_lock_active(owner=owner)
-    ]  # fmt: skip
-    with transaction.atomic():
-        verification = rows.insert(
-            PhoneVerification(
-                owner=owner,
-                user=user,
-                phone_number="",
-                method=PhoneVerification.Method.PASSPORT,
-                passport_nonce=nonce,
-                status=Status.WAITING,
-                expires_at=now + timedelta(seconds=get_config()["PASSPORT_EXPIRES_AFTER"]),
-                ip_address=ip_address,
-            )
-        )
-    event_record(
-        verification=verification,
-        kind=Kind.STARTED,
-        actor=Actor.VISITOR,
+    return verification_replace(
+        PhoneVerification(
+            owner=owner,
+            user=user,
+            phone_number="",
+            method=PhoneVerification.Method.PASSPORT,
+            passport_nonce=nonce,
+            status=Status.WAITING,
+            expires_at=now + timedelta(seconds=get_config()["PASSPORT_EXPIRES_AFTER"]),
+            ip_address=ip_address,
+        ),
         method="passport",
         ip=address_bucket(ip_address),
     )
-    _on_commit_signal(signals.verification_started, verification)
-    return verification, cancelled
 
 
 def _by_nonce(nonce: str) -> PhoneVerification | None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
@@ -36,6 +37,8 @@ from .selectors import (
 )
 
 logger = logging.getLogger("verification")
+
+T = TypeVar("T")
 
 Status = PhoneVerification.Status
 Transport = PhoneVerification.Transport
@@ -123,20 +126,16 @@ def verification_start(
     )
     taken = limits_take(limits=limits, now=now.timestamp())
     try:
-        for attempt in range(3):
-            try:
-                return _start(
-                    owner=owner, user=user, phone_number=phone_number, region=region,
-                    ip_address=ip_address, now=now,
-                )  # fmt: skip
-            except IntegrityError:
-                if attempt == 2:
-                    raise
+        return race_retried(
+            lambda: _start(
+                owner=owner, user=user, phone_number=phone_number, region=region,
+                ip_address=ip_address, now=now,
+            )
+        )  # fmt: skip
     except BaseException:
         # A send that never happened (no account, a lost race) uses up no quota.
         limits_release(keys=taken)
         raise
-    raise AssertionError("unreachable")
 
 
 @transaction.atomic
@@ -203,29 +202,52 @@ def _insert(
     expires_after: int,
     transport: str = "sender",
 ) -> tuple[PhoneVerification, list[PhoneVerification]]:
+    return verification_replace(
+        PhoneVerification(
+            owner=owner,
+            user=user,
+            phone_number=phone_number,
+            region=region,
+            sender_account=account,
+            transport=transport,
+            status=Status.SENDING,
+            expires_at=now + timedelta(seconds=expires_after),
+            ip_address=ip_address,
+        )
+    )
+
+
+def verification_replace(
+    verification: PhoneVerification, **started: Any
+) -> tuple[PhoneVerification, list[PhoneVerification]]:
+    """Insert a new ``verification`` in place of its owner's active ones, which are cancelled;
+    returns it and them. Call inside a transaction.
+
+    The insert runs in a savepoint: when another tab's start won the race for "one active
+    verification per owner", only it rolls back, with IntegrityError (see :func:`race_retried`).
+    """
     cancelled = [
         _finish(previous, Status.CANCELLED, kind=Kind.CANCELLED, actor=Actor.VISITOR,
                 reason="replaced")
-        for previous in verification_lock_active(owner=owner)
+        for previous in verification_lock_active(owner=verification.owner)
     ]  # fmt: skip
     with transaction.atomic():
-        # A savepoint: a conflicting insert (another tab won the race) rolls back alone.
-        verification = rows.insert(
-            PhoneVerification(
-                owner=owner,
-                user=user,
-                phone_number=phone_number,
-                region=region,
-                sender_account=account,
-                transport=transport,
-                status=Status.SENDING,
-                expires_at=now + timedelta(seconds=expires_after),
-                ip_address=ip_address,
-            )
-        )
-    event_record(verification=verification, kind=Kind.STARTED, actor=Actor.VISITOR)
+        rows.insert(verification)
+    event_record(verification=verification, kind=Kind.STARTED, actor=Actor.VISITOR, **started)
     _on_commit_signal(signals.verification_started, verification)
     return verification, cancelled
+
+
+def race_retried(start: Callable[[], T]) -> T:
+    """``start()``, tried again when it lost the race for the owner's one active verification:
+    the retry sees the winner and replaces it, as any later start would."""
+    for attempt in range(3):
+        try:
+            return start()
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _no_sender(now: datetime) -> VerificationError:
