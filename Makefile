@@ -29,6 +29,7 @@ test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	npm ci --no-audit --no-fund
 	$(BIN)/python -m pytest
 
 chromium:
@@ -45,4 +46,4 @@ format:
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info var
+	rm -rf $(VENV) build dist *.egg-info var node_modules
