@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import ErrorCode
 from ..passport import SharedPassport
@@ -58,7 +58,9 @@ class LoginResult:
 class GatewayError(Exception):
     """A Telegram failure, named by protocol error code.
 
-    ``telegram_error`` keeps Telegram's own error name for the audit log.
+    ``telegram_error`` keeps Telegram's own error name for the audit log. ``cost`` is what the
+    failed step was billed before it failed (``request_cost``, ``remaining_balance``; the
+    Gateway API's ``checkSendAbility``), None when nothing was.
     """
 
     def __init__(
@@ -67,11 +69,13 @@ class GatewayError(Exception):
         *,
         retry_after: int | None = None,
         telegram_error: str = "",
+        cost: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(telegram_error or code.value)
         self.code = code
         self.retry_after = retry_after
         self.telegram_error = telegram_error or code.value
+        self.cost = cost
 
 
 class PasswordNeeded(Exception):
@@ -174,3 +178,69 @@ class TelegramGateway(ABC):
     def bot_is_open(self) -> bool:
         """Whether the Passport bot is connected through this gateway."""
         return False
+
+
+# What every transport promises about one code -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CodeDelivery:
+    """A code a transport sent: how the visitor is told it was sent (``sent``), the ``handle``
+    that names it when it is checked, resent or cancelled (a sender account's
+    ``phone_code_hash``, the Gateway API's ``request_id``), and what it cost (Gateway only)."""
+
+    sent: SentCode
+    handle: str
+    cost: dict[str, Any] | None = None
+
+
+class CodeTransport(ABC):
+    """One verification code's life, as every transport promises it: sender accounts
+    (:class:`AccountCodes`) and the Gateway API
+    (:class:`verification.gateway.telegram_gateway.GatewayCodes`).
+    ``tests/test_gateway_contract.py`` holds each implementation to it. Failures are raised as
+    :class:`GatewayError` with a protocol error code."""
+
+    @abstractmethod
+    async def send(self, phone_number: str) -> CodeDelivery:
+        """Send ``phone_number`` (E.164) a new code."""
+
+    @abstractmethod
+    async def resend(self, phone_number: str, handle: str) -> CodeDelivery:
+        """Deliver the code again; from then on only the new delivery's handle is usable."""
+
+    @abstractmethod
+    async def check(self, phone_number: str, handle: str, code: str) -> None:
+        """Return when ``code`` is right; raise PHONE_CODE_INVALID, TOO_MANY_ATTEMPTS or
+        PHONE_CODE_EXPIRED otherwise."""
+
+    @abstractmethod
+    async def cancel(self, phone_number: str, handle: str) -> None:
+        """Make the code unusable."""
+
+
+class AccountCodes(CodeTransport):
+    """The codes of one sender account: ``account.sendVerifyPhoneCode``, ``auth.resendCode``,
+    ``account.verifyPhone`` and ``auth.cancelCode`` through a :class:`TelegramGateway`.
+
+    The worker makes the same calls through its lease keeper, which bounds each by the
+    request's deadline and the account's lease.
+    """
+
+    def __init__(self, gateway: TelegramGateway, account_id: int) -> None:
+        self.gateway = gateway
+        self.account_id = account_id
+
+    async def send(self, phone_number: str) -> CodeDelivery:
+        sent = await self.gateway.send_verify_code(self.account_id, phone_number)
+        return CodeDelivery(sent, sent.phone_code_hash)
+
+    async def resend(self, phone_number: str, handle: str) -> CodeDelivery:
+        sent = await self.gateway.resend_code(self.account_id, phone_number, handle)
+        return CodeDelivery(sent, sent.phone_code_hash)
+
+    async def check(self, phone_number: str, handle: str, code: str) -> None:
+        await self.gateway.verify_phone(self.account_id, phone_number, handle, code)
+
+    async def cancel(self, phone_number: str, handle: str) -> None:
+        await self.gateway.cancel_code(self.account_id, phone_number, handle)

@@ -1,7 +1,8 @@
 """An in-memory gateway for fast tests, in the spirit of Django's locmem mail backend.
 
 It follows the sandbox's rules for test numbers (``+99966XYYYY`` gets the code ``X`` five times,
-SMS then call then nothing) without any network. Codes it "delivers" land in
+SMS then call then nothing; ``+99966X9001``-``9003`` refuse a send as the sandbox does) without
+any network. Codes it "delivers" land in
 :attr:`FakeGateway.outbox`; :meth:`FakeGateway.fail_next` scripts errors.
 ``tests/test_gateway_contract.py`` holds it to the same contract as Telethon on the sandbox.
 """
@@ -25,6 +26,14 @@ from .base import (
 )
 
 _CHAIN = {"sms": "call", "call": None}
+#: Wrong codes after which a code dies, as in the sandbox.
+MAX_ATTEMPTS = 5
+# The sandbox's scenario numbers (``+99966X900N``) that refuse a send.
+_SEND_ERRORS = {
+    "9001": (ErrorCode.FLOOD_WAIT, 30, "FLOOD_WAIT_30"),
+    "9002": (ErrorCode.PHONE_NUMBER_INVALID, None, "PhoneNumberInvalidError"),
+    "9003": (ErrorCode.PHONE_NUMBER_BANNED, None, "PhoneNumberBannedError"),
+}
 
 
 @dataclass
@@ -34,6 +43,7 @@ class _Code:
     code: str
     type: str
     live: bool = True
+    attempts: int = 0
 
 
 class FakeGateway(TelegramGateway):
@@ -62,6 +72,14 @@ class FakeGateway(TelegramGateway):
     def fail_next(cls, method: str, error: GatewayError) -> None:
         """Make the next call of ``method`` (e.g. ``"send_verify_code"``) raise ``error``."""
         cls._scripted.append((method, error))
+
+    @classmethod
+    def expire(cls, phone_number: str) -> int:
+        """End every outstanding code of ``phone_number`` as if its lifetime had run out."""
+        codes = [c for c in cls._codes.values() if c.phone_number == phone_number and c.live]
+        for entry in codes:
+            entry.live = False
+        return len(codes)
 
     @classmethod
     def last_code(cls, phone_number: str) -> str | None:
@@ -140,6 +158,10 @@ class FakeGateway(TelegramGateway):
     async def send_verify_code(self, account_id: int, phone_number: str) -> SentCode:
         self._check_open(account_id)
         await self._enter("send_verify_code")
+        digits = phone_number.lstrip("+")
+        if digits.startswith("99966") and len(digits) == 10 and digits[6:] in _SEND_ERRORS:
+            code, retry_after, name = _SEND_ERRORS[digits[6:]]
+            raise GatewayError(code, retry_after=retry_after, telegram_error=name)
         return self._issue(account_id, phone_number, "sms", self._code_for(phone_number))
 
     async def resend_code(
@@ -165,6 +187,8 @@ class FakeGateway(TelegramGateway):
         if not code:
             raise GatewayError(ErrorCode.PHONE_CODE_EMPTY)
         if code != entry.code:
+            entry.attempts += 1
+            entry.live = entry.attempts < MAX_ATTEMPTS
             raise GatewayError(ErrorCode.PHONE_CODE_INVALID, telegram_error="PhoneCodeInvalidError")
         entry.live = False
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from ..errors import ErrorCode
-from .base import GatewayError
+from .base import CodeDelivery, CodeTransport, GatewayError, SentCode
 
 logger = logging.getLogger("verification.gateway")
 
@@ -48,8 +48,14 @@ _ERRORS = {
     "REQUEST_ID_INVALID": ErrorCode.PHONE_CODE_EXPIRED,
 }
 
-#: Gateway errors after which another transport may still deliver a code.
-FALLS_THROUGH = {ErrorCode.PHONE_NOT_ON_TELEGRAM, ErrorCode.TELEGRAM_UNAVAILABLE}
+#: Gateway errors after which another transport may still deliver a code: the number is not on
+#: Telegram, the Gateway is unreachable or refuses on the site's side (a balance too low), or
+#: it asks to wait.
+FALLS_THROUGH = {
+    ErrorCode.PHONE_NOT_ON_TELEGRAM,
+    ErrorCode.TELEGRAM_UNAVAILABLE,
+    ErrorCode.FLOOD_WAIT,
+}
 
 
 @dataclass(frozen=True)
@@ -241,3 +247,95 @@ class TelegramGatewayAPI:
                 "revokeVerificationMessage", {"request_id": request_id}, idempotent=True
             )
         )
+
+
+class GatewayCodes(CodeTransport):
+    """The Gateway API as a :class:`CodeTransport`: Telegram generates each code and checks it.
+
+    :meth:`send` asks ``checkSendAbility`` first and hands its ``request_id`` to the
+    ``sendVerificationMessage`` that follows, which is then free. A check billed with no message
+    after it (the send failed, or was given up) stays in :attr:`unspent_check` so that its cost
+    can still be recorded; a failed send's :class:`GatewayError` also carries it as ``cost``.
+    """
+
+    def __init__(
+        self,
+        api: TelegramGatewayAPI,
+        *,
+        code_length: int | None = None,
+        ttl: int | None = None,
+        callback_url: str = "",
+        sender_username: str = "",
+        resend_timeout: int | None = None,
+    ) -> None:
+        self.api = api
+        self.code_length = code_length
+        self.ttl = ttl
+        self.callback_url = callback_url
+        self.sender_username = sender_username
+        self.resend_timeout = resend_timeout
+        self.unspent_check: RequestStatus | None = None
+
+    def _sent(self) -> SentCode:
+        # A code in the Telegram app; the next way is another message.
+        return SentCode(
+            type="app",
+            phone_code_hash="",
+            length=self.code_length,
+            next_type="app",
+            timeout=self.resend_timeout,
+        )
+
+    async def _message(self, phone_number: str, request_id: str = "") -> RequestStatus:
+        return await self.api.send_verification_message(
+            phone_number,
+            request_id=request_id,
+            code_length=self.code_length,
+            ttl=self.ttl,
+            callback_url=self.callback_url,
+            sender_username=self.sender_username,
+        )
+
+    async def send(self, phone_number: str) -> CodeDelivery:
+        ability = await self.api.check_send_ability(phone_number)
+        self.unspent_check = ability if ability.request_cost else None
+        try:
+            status = await self._message(phone_number, ability.request_id)
+        except GatewayError as exc:
+            if self.unspent_check is not None:
+                exc.cost = self.unspent_check.cost
+            raise
+        self.unspent_check = None
+        balance = status.remaining_balance
+        cost = {
+            # The check was billed and made the send free: the message cost both together.
+            "request_cost": ability.request_cost + status.request_cost,
+            # Reported only by a call that was charged.
+            "remaining_balance": balance if balance is not None else ability.remaining_balance,
+        }
+        return CodeDelivery(self._sent(), status.request_id, cost)
+
+    async def resend(self, phone_number: str, handle: str) -> CodeDelivery:
+        """A new message with a new code (billed); the previous one is revoked."""
+        status = await self._message(phone_number)
+        await self.cancel(phone_number, handle)
+        return CodeDelivery(self._sent(), status.request_id, status.cost)
+
+    async def check(self, phone_number: str, handle: str, code: str) -> None:
+        status = await self.api.check_verification_status(handle, code)
+        verdict = status.verification_status or ""
+        error = VERIFICATION_ERRORS.get(verdict, ErrorCode.PHONE_CODE_INVALID)
+        if error is not None:
+            raise GatewayError(error, telegram_error=verdict)
+
+    async def cancel(self, phone_number: str, handle: str) -> None:
+        """``revokeVerificationMessage``. A message already delivered or read stays in the
+        visitor's chat; the Gateway documents no more than that, so the app never checks a code
+        of a verification it cancelled (the sandbox answers ``expired`` for a revoked one)."""
+        if not handle:
+            return
+        try:
+            await self.api.revoke_verification_message(handle)
+        except GatewayError as exc:
+            # The code is over either way.
+            logger.info("revokeVerificationMessage: %s", exc.telegram_error)

@@ -127,6 +127,16 @@ class CodeBook:
             chain=request.chain,
         )
 
+    def expire(self, *, digits: str) -> int:
+        """End the lifetime of every outstanding code of ``digits`` now (as if it had run
+        out); how many there were."""
+        expired = 0
+        for request in self._requests.values():
+            if request.digits == digits and request.alive:
+                request.expires_at = time.monotonic()
+                expired += 1
+        return expired
+
     def cancel(self, *, key_id: int, digits: str, phone_code_hash: str) -> None:
         request = self._live(key_id, digits, phone_code_hash, purpose=None)
         request.alive = False

@@ -24,6 +24,7 @@ before delivery.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import secrets
@@ -118,6 +119,8 @@ class GatewaySandbox:
         self._checks: dict[str, str] = {}
         # Every report posted: (request_id, status, HTTP status or error).
         self.reports: list[tuple[str, str, int | str]] = []
+        # (method, error, phone or None) answered instead, once each (see inject_error).
+        self._injected: list[tuple[str, str, str | None]] = []
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -181,6 +184,33 @@ class GatewaySandbox:
         with self._lock:
             return next((m for m in reversed(self.inbox) if m.phone == wanted), None)
 
+    def expire(self, phone: str) -> int:
+        """End the lifetime of every message to ``phone`` now (as if its ``ttl`` had run out);
+        how many there were."""
+        wanted = e164(normalize_phone(phone))
+        with self._lock:
+            messages = [m for m in self.messages.values() if m.phone == wanted]
+            for message in messages:
+                message.expires_at = time.time()
+        return len(messages)
+
+    def inject_error(self, method: str, error: str, *, phone: str | None = None) -> None:
+        """Answer the next call of ``method`` (e.g. ``"sendVerificationMessage"``) with
+        ``error`` (once the token is accepted); with ``phone``, the next such call about that
+        number."""
+        wanted = e164(normalize_phone(phone)) if phone is not None else None
+        with self._lock:
+            self._injected.append((method.casefold(), error, wanted))
+
+    def _take_injected(self, method: str, params: dict[str, Any]) -> None:
+        phone = None
+        with contextlib.suppress(InvalidPhone):
+            phone = e164(normalize_phone(str(params.get("phone_number", ""))))
+        for index, (name, error, wanted) in enumerate(self._injected):
+            if name == method.casefold() and wanted in (None, phone):
+                del self._injected[index]
+                raise GatewayError(error)
+
     def mark_read(self, request_id: str) -> None:
         """The visitor looked at the code: report ``read`` (once)."""
         with self._lock:
@@ -205,6 +235,7 @@ class GatewaySandbox:
         if handler is None:
             raise GatewayError("METHOD_NOT_FOUND", 404)
         with self._lock:
+            self._take_injected(method, params)
             return handler(params)
 
     def _phone(self, params: dict[str, Any]) -> tuple[str, str]:

@@ -387,6 +387,10 @@ class SandboxServer:
         value = passport.plain_value(types.SecurePlainPhone(phone=visitor.digits))
         self.store.save_secure_value(visitor, value)
 
+    def expire_codes(self, phone: str) -> int:
+        """Make every outstanding code of ``phone`` expire now; how many there were."""
+        return self.codes.expire(digits=normalize_phone(phone))
+
     # --- fault injection -----------------------------------------------------------------
 
     def inject_error(

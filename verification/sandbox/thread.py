@@ -144,6 +144,9 @@ class SandboxThread:
     def inject_delay(self, method: str, seconds: float, *, times: int = 1) -> None:
         self._on_loop(self.server.inject_delay, method, seconds, times=times)
 
+    def expire_codes(self, phone: str) -> int:
+        return self._on_loop(self.server.expire_codes, phone)
+
     def drop_connections(self) -> None:
         self._on_loop(self.server.drop_connections)
 
