@@ -1,0 +1,125 @@
+// The phone field's country picker and formatting; phone_regions.py describes the data.
+const only = (text) => text.replace(/\D/g, "");
+const plus = (text) => /^\s*\+/.test(text);
+const starts = (pattern, digits) => new RegExp(`^(?:${pattern})`).exec(digits)?.[0];
+const slots = (template, slot = /[#~]/g) => template.match(slot)?.length ?? 0;
+
+// "~" slots take digits while the "#" ones are not all filled, then as needed.
+export function fill(template, digits) {
+  let spare = digits.length - slots(template, /#/g);
+  const short = spare < 0;
+  let out = "";
+  let gap = "";
+  let used = 0;
+  for (const char of template.replace(/~/g, () => (short || spare-- > 0 ? "#" : ""))) {
+    if (!digits[used]) break;
+    if (char === "#") (out += gap + digits[used++]), (gap = "");
+    else gap += char;
+  }
+  return out;
+}
+
+// (region, text) -> {region of the calling code ("" if unknown), text, e164, national}
+export function phoneFormat({ regions }) {
+  const main = {};
+  for (const region in regions) main[regions[region][0]] ??= region;
+  const show = (region, digits, prefixed) => {
+    const [code, , lengths] = regions[region];
+    const fits = (regions[main[code]][5] || []).filter(
+      ([t, leading, rule]) =>
+        slots(t) >= digits.length &&
+        (!leading || starts(leading[Math.min(digits.length - 3, leading.length - 1)], digits)) &&
+        (!prefixed || rule),
+    );
+    // Rather one that holds a number of a usual length.
+    const [t, , rule] = fits.find(([t]) => lengths.some((n) => n >= slots(t, /#/g) && n <= slots(t))) || fits[0] || [];
+    if (!t || !digits[2]) return;
+    return fill(!prefixed ? t : rule.includes("$") ? t.replace(/[#~]+/, (g) => rule.replace("$", g)) : rule + t, digits);
+  };
+  return (region, text) => {
+    const digits = only(text);
+    const e164 = `+${digits}`;
+    if (plus(text)) {
+      const code = [1, 2, 3].map((size) => digits.slice(0, size)).find((each) => main[each]);
+      // An unknown code (the sandbox's 999) is left as typed.
+      if (!code) return { region: digits[2] ? "" : region, text, e164, national: digits };
+      const national = digits.slice(code.length);
+      const same = Object.keys(regions).filter((each) => regions[each][0] == code);
+      const found =
+        same.find((each) => starts(regions[each][4], national)) ||
+        (same.includes(region) && !regions[region][4] ? region : main[code]);
+      return { region: found, text: `+${code} ${show(found, national) || national}`.trim(), e164, national };
+    }
+    if (!regions[region]) return { region, text, e164: text.trim(), national: digits };
+    const [code, prefix, lengths] = regions[region];
+    const dialled = prefix && starts(prefix, digits);
+    const rest = digits.slice(dialled?.length);
+    // A national prefix, unless only with it is the length usual (RU 800...).
+    const shown =
+      dialled &&
+      (lengths.includes(rest.length) || !lengths.includes(digits.length)) &&
+      (rest[2] ? show(region, rest, 1) : digits);
+    const national = shown ? rest : digits;
+    return { region, text: shown || show(region, digits) || digits, e164: national && `+${code}${national}`, national };
+  };
+}
+
+// A page that sets input.value then dispatches an "input" event; the select is labelled and
+// its one option ("") is any other country.
+export function phoneInput(input, select, { url, region, regions, lang = document.documentElement.lang }) {
+  const hint = input.placeholder;
+  let parse;
+  let data;
+  let last;
+  let before;
+  const show = (text, chosen = select.value) => {
+    const result = parse(chosen, text);
+    select.value = result.region;
+    if (select.selectedIndex < 0) select.value = "";
+    last = select.value;
+    before = input.value = result.text;
+    input.placeholder = (last && parse(last, data[last][3]).text) || hint;
+  };
+  input.addEventListener("input", ({ inputType }) => {
+    if (!parse) return;
+    const text = input.value;
+    const digits = only(text);
+    let caret = only(text.slice(0, input.selectionStart)).length;
+    // Deleting a space or a dash deletes the digit beside it.
+    const forward = inputType === "deleteContentForward";
+    const at = forward ? caret : caret - 1;
+    const gone = /^delete/.test(inputType) && digits.length === only(before).length && at >= 0;
+    show(gone ? (plus(text) ? "+" : "") + digits.slice(0, at) + digits.slice(at + 1) : text);
+    if (gone && !forward) caret--;
+    if (input.value === text) return;
+    let position = +plus(text);
+    for (let seen = 0; seen < caret && input.value[position]; ) seen += /\d/.test(input.value[position++]);
+    input.setSelectionRange(position, position);
+  });
+  select.addEventListener("change", () => {
+    const chosen = select.value;
+    const { national, e164 } = parse(last, input.value);
+    show(only(input.value) ? (chosen ? national : e164) : chosen ? "" : "+", chosen);
+    select.value = last = chosen;
+  });
+  const ready = fetch(url)
+    .then((response) => response.json())
+    .then((loaded) => {
+      data = loaded.regions;
+      const names = new Intl.DisplayNames([lang], { type: "region" });
+      const { compare } = new Intl.Collator(lang);
+      const listed = (regions ? regions.split(" ") : Object.keys(data)).filter((each) => data[each]);
+      listed
+        .map((each) => [names.of(each), each])
+        .sort(([a], [b]) => compare(a, b))
+        .forEach(([name, each]) => select.add(new Option(`${name} +${data[each][0]}`, each)));
+      // The first browser language that is the page's (en-GB: GB), or the page's (ru: RU).
+      const page = new Intl.Locale(lang).language;
+      const tag = navigator.languages.find((each) => new Intl.Locale(each).language === page);
+      select.value = region || new Intl.Locale(tag || lang).maximize().region;
+      if (select.selectedIndex < 0) select.value = regions ? listed[0] : "";
+      parse = phoneFormat(loaded);
+      show(input.value);
+    });
+  return { e164: () => (parse ? parse(select.value, input.value).e164 : input.value.trim()), ready };
+}
