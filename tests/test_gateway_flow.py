@@ -1,18 +1,26 @@
 """Verifying a number through the Gateway API transport, end to end over the WebSocket: the
-Gateway sandbox over real HTTP, its signed delivery reports through the report endpoint."""
+Gateway sandbox over real HTTP, its signed delivery reports through the report endpoint; sends
+falling through between sender accounts (the fake, in the embedded worker) and the Gateway in
+both directions, and what a billed check that no message followed cost."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
 from django.test import AsyncClient
+from django.utils import timezone
 
-from verification.models import PhoneVerification, VerificationEvent
+from verification import dispatch, engine, selectors
+from verification.errors import ErrorCode
+from verification.gateway.base import AccountUnusable, GatewayError
+from verification.gateway.fake import FakeGateway
+from verification.models import PhoneVerification, SenderAccount, VerificationEvent
 from verification.sandbox.gateway_api import GatewaySandbox
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -198,3 +206,208 @@ async def test_without_a_free_sender_account_codes_go_through_the_gateway(
     assert sending["verification"]["transport"] == "gateway"
     sent = await tab.receive_until("code_sent")
     assert sent["verification"]["transport"] == "gateway"
+
+
+# Failover between the transports -----------------------------------------------------------------
+
+
+@pytest.fixture
+def sender_first(gateway_settings: Any) -> Any:
+    gateway_settings.VERIFICATION = {
+        **gateway_settings.VERIFICATION,
+        "TRANSPORTS": ["sender", "gateway"],
+    }
+    return gateway_settings
+
+
+async def _failovers(row: PhoneVerification) -> list[dict[str, Any]]:
+    events = VerificationEvent.objects.filter(verification=row, kind="error")
+    return [e.data async for e in events if "failover_to" in e.data]
+
+
+async def test_every_account_flood_waiting_sends_through_the_gateway(
+    sender_first: Any,
+    gateway_sandbox: GatewaySandbox,
+    make_sender: Any,
+    open_tab: Any,
+    browser_session: Any,
+) -> None:
+    account = await database_sync_to_async(make_sender)()
+    tab, _ = await open_tab(await browser_session())
+    await SenderAccount.objects.filter(pk=account.pk).aupdate(
+        flood_until=timezone.now() + timedelta(minutes=5)
+    )
+    await tab.send(type="send_code", phone_number="+9996641234")
+    sent = await tab.receive_until("code_sent")
+    assert sent["verification"]["transport"] == "gateway"
+    assert FakeGateway.outbox == []
+    assert [m.phone for m in gateway_sandbox.inbox] == ["+9996641234"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        GatewayError(ErrorCode.FLOOD_WAIT, retry_after=30, telegram_error="FLOOD_WAIT_30"),
+        GatewayError(ErrorCode.TELEGRAM_UNAVAILABLE, telegram_error="NOT_CONNECTED"),
+        AccountUnusable(ErrorCode.TELEGRAM_UNAVAILABLE, telegram_error="AuthKeyUnregisteredError"),
+    ],
+    ids=["flood", "not-connected", "session-revoked"],
+)
+async def test_a_send_no_sender_account_can_do_falls_through_to_the_gateway(
+    sender_first: Any,
+    gateway_sandbox: GatewaySandbox,
+    make_sender: Any,
+    open_tab: Any,
+    browser_session: Any,
+    error: GatewayError,
+) -> None:
+    account = await database_sync_to_async(make_sender)()
+    FakeGateway.fail_next("send_verify_code", error)
+    tab, sending = await start(open_tab, browser_session, "+9996641234")
+    assert sending["verification"]["transport"] == "sender"
+    sent = await tab.receive_until("code_sent")
+    assert sent["verification"]["transport"] == "gateway"
+    # One code went out, through the Gateway; the account sent none.
+    assert FakeGateway.outbox == []
+    assert [m.phone for m in gateway_sandbox.inbox] == ["+9996641234"]
+    row = await PhoneVerification.objects.aget()
+    assert row.transport == "gateway"
+    [failover] = await _failovers(row)
+    assert failover["transport"] == "sender"
+    assert failover["failover_to"] == "gateway"
+    assert failover["error"] == error.code.value
+    await tab.send(type="verify", code="444444")
+    assert (await tab.receive_until("verified"))["verification"]["transport"] == "gateway"
+    refreshed = await SenderAccount.objects.aget(pk=account.pk)
+    assert refreshed.is_active is not isinstance(error, AccountUnusable)
+
+
+async def test_an_unreachable_worker_falls_through_to_the_gateway(
+    sender_first: Any,
+    gateway_sandbox: GatewaySandbox,
+    make_sender: Any,
+    open_tab: Any,
+    browser_session: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An account leased by a worker that never answers (it died holding the lease).
+    sender_first.VERIFICATION = {
+        **sender_first.VERIFICATION,
+        "EMBEDDED_WORKER": False,
+        "REQUEST_TIMEOUT": 1,
+    }
+    monkeypatch.setattr(engine, "ANSWER_GRACE", 0.2)
+    account = await database_sync_to_async(make_sender)()
+    await SenderAccount.objects.filter(pk=account.pk).aupdate(
+        lease_owner="verification.worker.gone!abc",
+        lease_expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    tab, sending = await start(open_tab, browser_session, "+9996641234")
+    assert sending["verification"]["transport"] == "sender"
+    sent = await tab.receive_until("code_sent")
+    assert sent["verification"]["transport"] == "gateway"
+    assert len(gateway_sandbox.inbox) == 1
+
+
+@pytest.mark.parametrize(
+    ("phone", "inject"),
+    [
+        ("+9996619102", None),  # the balance is too low
+        ("+9996641234", ("checkSendAbility", "FLOOD_WAIT_30")),
+        ("+9996641234", ("sendVerificationMessage", "INTERNAL_ERROR")),
+    ],
+    ids=["balance", "flood", "refused"],
+)
+async def test_a_send_the_gateway_cannot_do_falls_through_to_sender_accounts(
+    gateway_settings: Any,
+    gateway_sandbox: GatewaySandbox,
+    make_sender: Any,
+    open_tab: Any,
+    browser_session: Any,
+    phone: str,
+    inject: tuple[str, str] | None,
+) -> None:
+    await database_sync_to_async(make_sender)()
+    if inject is not None:
+        gateway_sandbox.inject_error(*inject)
+    tab, sending = await start(open_tab, browser_session, phone)
+    assert sending["verification"]["transport"] == "gateway"
+    sent = await tab.receive_until("code_sent")
+    assert sent["verification"]["transport"] == "sender"
+    assert gateway_sandbox.inbox == []
+    assert [to for to, _ in FakeGateway.outbox] == [phone]
+    [failover] = await _failovers(await PhoneVerification.objects.aget())
+    assert (failover["transport"], failover["failover_to"]) == ("gateway", "sender")
+
+
+async def test_failures_falling_through_at_once_send_one_code(
+    sender_first: Any,
+    gateway_sandbox: GatewaySandbox,
+    make_sender: Any,
+    open_tab: Any,
+    browser_session: Any,
+) -> None:
+    """Several handlers give up on the same send at the same moment (a worker's refusal, a
+    tab's watchdog, a dispatch that found no worker): the locked row, which must still be on
+    sender accounts, lets one of them move it, and the Gateway sends one message."""
+    # No worker will answer the account's send, so nothing else sends meanwhile.
+    sender_first.VERIFICATION = {**sender_first.VERIFICATION, "EMBEDDED_WORKER": False}
+    account = await database_sync_to_async(make_sender)()
+    await SenderAccount.objects.filter(pk=account.pk).aupdate(
+        lease_owner="verification.worker.gone!abc",
+        lease_expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    tab, _ = await start(open_tab, browser_session, "+9996641234")
+    row = await PhoneVerification.objects.select_related("sender_account").aget()
+    message = dispatch.Request.new("send", row).message()
+    error = GatewayError(ErrorCode.TELEGRAM_UNAVAILABLE, telegram_error="NOT_CONNECTED")
+    taken = await asyncio.gather(
+        *(dispatch.fall_through(message, error, transport="sender") for _ in range(4))
+    )
+    assert sorted(taken) == [False, False, False, True]
+    sent = await tab.receive_until("code_sent")
+    assert sent["verification"]["transport"] == "gateway"
+    assert len(gateway_sandbox.inbox) == 1
+    assert len(await _failovers(await PhoneVerification.objects.aget())) == 1
+
+
+# What a billed check that no message followed cost --------------------------------------------
+
+
+async def test_a_billed_check_that_fell_through_is_spent(
+    gateway_settings: Any,
+    gateway_sandbox: GatewaySandbox,
+    make_sender: Any,
+    open_tab: Any,
+    browser_session: Any,
+) -> None:
+    await database_sync_to_async(make_sender)()
+    gateway_sandbox.inject_error("sendVerificationMessage", "FLOOD_WAIT_30")
+    tab, _ = await start(open_tab, browser_session, "+9996641234")
+    sent = await tab.receive_until("code_sent")
+    assert sent["verification"]["transport"] == "sender"
+    assert gateway_sandbox.balance == 99.99  # the check was billed, no message followed
+    [failover] = await _failovers(await PhoneVerification.objects.aget())
+    assert failover["request_cost"] == 0.01
+    assert failover["remaining_balance"] == 99.99
+    spend = await database_sync_to_async(selectors.gateway_spend_by_day)(
+        since=timezone.now() - timedelta(days=1)
+    )
+    assert [(day["messages"], day["cost"]) for day in spend] == [(0, 0.01)]
+    assert (await database_sync_to_async(selectors.gateway_balance_last)())["balance"] == 99.99
+
+
+async def test_a_billed_check_with_no_transport_left_is_spent(
+    gateway_settings: Any, gateway_sandbox: GatewaySandbox, open_tab: Any, browser_session: Any
+) -> None:
+    gateway_settings.VERIFICATION = {**gateway_settings.VERIFICATION, "TRANSPORTS": ["gateway"]}
+    gateway_sandbox.inject_error("sendVerificationMessage", "PHONE_NUMBER_NOT_FOUND")
+    tab, _ = await start(open_tab, browser_session, "+9996641234")
+    error = await tab.receive_until("error")
+    assert error["code"] == "PHONE_NOT_ON_TELEGRAM"
+    failed = await VerificationEvent.objects.aget(kind="failed")
+    assert (failed.data["request_cost"], failed.data["remaining_balance"]) == (0.01, 99.99)
+    spend = await database_sync_to_async(selectors.gateway_spend_by_day)(
+        since=timezone.now() - timedelta(days=1)
+    )
+    assert [(day["messages"], day["cost"]) for day in spend] == [(0, 0.01)]

@@ -101,8 +101,19 @@ async def hand_over(request: Request, **data: Any) -> bool:
 
 
 async def no_answer(request: Request) -> None:
-    """No worker answered ``request`` in time: record it and tell every tab."""
+    """No worker answered ``request`` in time (or none holds its account): record it and tell
+    every tab. A send goes to the next transport instead, with a deadline of its own: the
+    worker that did not answer gives up on a request at its deadline, so it sends no code."""
     verification = request.verification
+    if request.kind == "send":
+        unanswered = GatewayError(ErrorCode.TELEGRAM_UNAVAILABLE, telegram_error="NO_WORKER")
+        retry = Request.new("send", verification)
+        if await fall_through(retry.message(), unanswered, transport=verification.transport):
+            return
+        current = await db(verification_get)(verification_id=verification.pk)
+        if current is not None and current.transport != verification.transport:
+            # It moved to another transport meanwhile, which answers for it.
+            return
     if request.kind == "verify":
         # The worker counts an attempt when it takes the code, so none was used up here.
         updated = await db(verification_get)(verification_id=verification.pk)
@@ -118,6 +129,31 @@ async def no_answer(request: Request) -> None:
         await push(
             updated.owner, error_frame(ErrorCode.TELEGRAM_UNAVAILABLE, updated), answers=request.id
         )
+
+
+async def fall_through(message: dict[str, Any], error: GatewayError, *, transport: str) -> bool:
+    """A send ``transport`` could not do (``error``) goes to the next transport in
+    ``TRANSPORTS``, under the same request id and deadline; True when another transport took
+    it (or it was answered), False when none is left and the caller reports ``error``.
+
+    A next transport that cannot take it either (no live worker holds its account) passes it
+    on in turn (:func:`no_answer`). What ``error`` was billed (``error.cost``) goes on the
+    event all the same.
+    """
+    moved = await db(services.verification_transport_fall_through)(
+        verification_id=message["verification"],
+        transport=transport,
+        error=error.code,
+        telegram_error=error.telegram_error,
+        cost=error.cost,
+    )
+    if moved is None:
+        return False
+    request = Request(message["request"], "send", moved, message["deadline"])
+    if not await hand_over(request):
+        # No live worker holds the account it moved to: on to the next, or fail it.
+        await no_answer(request)
+    return True
 
 
 # Checking a code, whatever the transport ----------------------------------------------------

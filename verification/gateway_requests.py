@@ -24,8 +24,8 @@ from .app_settings import get_config
 from .db import db
 from .errors import ErrorCode
 from .frames import error_frame, frame
-from .gateway.base import GatewayError, SentCode
-from .gateway.telegram_gateway import FALLS_THROUGH, VERIFICATION_ERRORS, TelegramGatewayAPI
+from .gateway.base import GatewayError
+from .gateway.telegram_gateway import FALLS_THROUGH, GatewayCodes, TelegramGatewayAPI
 from .models import PhoneVerification
 from .selectors import verification_get
 from .worker.locks import KeyedLock
@@ -33,8 +33,7 @@ from .worker.locks import KeyedLock
 logger = logging.getLogger("verification.gateway")
 
 Status = PhoneVerification.Status
-
-_TOO_LATE = GatewayError(ErrorCode.TELEGRAM_UNAVAILABLE, telegram_error="REQUEST_TIMEOUT")
+GATEWAY = PhoneVerification.Transport.GATEWAY
 
 # Per event loop: a client is bound to the loop it connected on.
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TelegramGatewayAPI] = (
@@ -101,83 +100,61 @@ async def _run(message: dict[str, Any]) -> None:
 async def _within_deadline(message: dict[str, Any], call: Any) -> Any:
     left = message["deadline"] - time.time()
     if left <= 0:
-        raise _TOO_LATE
+        call.close()
+        raise _too_late()
     try:
         async with asyncio.timeout(left):
             return await call
     except TimeoutError:
-        raise _TOO_LATE from None
+        raise _too_late() from None
 
 
-def _sent_code(verification: PhoneVerification) -> SentCode:
-    """How a Gateway message is shown: a code in the Telegram app, another message as next."""
+def _too_late() -> GatewayError:
+    return GatewayError(ErrorCode.TELEGRAM_UNAVAILABLE, telegram_error="REQUEST_TIMEOUT")
+
+
+def codes() -> GatewayCodes:
+    """This loop's Gateway API as a :class:`CodeTransport`, with the app's settings."""
     config = get_config()
-    return SentCode(
-        type="app",
-        phone_code_hash="",
-        length=config["TELEGRAM_GATEWAY_CODE_LENGTH"],
-        next_type="app",
-        timeout=config["TELEGRAM_GATEWAY_RESEND_TIMEOUT"],
-    )
-
-
-async def _send_message(message: dict[str, Any], *, ability_request_id: str = "") -> Any:
-    config = get_config()
-    return await _within_deadline(
-        message,
-        api().send_verification_message(
-            message["phone_number"],
-            request_id=ability_request_id,
-            code_length=config["TELEGRAM_GATEWAY_CODE_LENGTH"],
-            ttl=config["TELEGRAM_GATEWAY_TTL"],
-            callback_url=config["TELEGRAM_GATEWAY_CALLBACK_URL"],
-            sender_username=config["TELEGRAM_GATEWAY_SENDER_USERNAME"],
-        ),
+    return GatewayCodes(
+        api(),
+        code_length=config["TELEGRAM_GATEWAY_CODE_LENGTH"],
+        ttl=config["TELEGRAM_GATEWAY_TTL"],
+        callback_url=config["TELEGRAM_GATEWAY_CALLBACK_URL"],
+        sender_username=config["TELEGRAM_GATEWAY_SENDER_USERNAME"],
+        resend_timeout=config["TELEGRAM_GATEWAY_RESEND_TIMEOUT"],
     )
 
 
 async def send(message: dict[str, Any]) -> None:
     current = await db(verification_get)(verification_id=message["verification"])
-    if current is None or current.status != Status.SENDING:
+    if current is None or current.status != Status.SENDING or current.transport != GATEWAY:
+        # Replaced, cancelled, or moved to another transport before its turn.
         return
+    transport = codes()
     try:
-        ability = await _within_deadline(message, api().check_send_ability(message["phone_number"]))
-        status = await _send_message(message, ability_request_id=ability.request_id)
+        delivery = await _within_deadline(message, transport.send(message["phone_number"]))
     except GatewayError as exc:
-        if exc.code in FALLS_THROUGH and await _fall_through(message, exc):
+        if exc.cost is None and transport.unspent_check is not None:
+            # Given up after a billed check: no message used it, its cost is still spent.
+            exc.cost = transport.unspent_check.cost
+        if exc.code in FALLS_THROUGH and await dispatch.fall_through(
+            message, exc, transport=GATEWAY
+        ):
             return
         await _send_failed(message, exc)
         return
-    cost = status.cost
-    # The check was billed and made the send free: the events show what this message cost.
-    cost["request_cost"] = ability.request_cost + status.request_cost
     updated = await db(services.verification_code_sent)(
         verification_id=message["verification"],
-        sent=_sent_code(current),
-        gateway_request_id=status.request_id,
-        cost=cost,
+        sent=delivery.sent,
+        gateway_request_id=delivery.handle,
+        cost=delivery.cost,
     )
     if updated is None:
         # Cancelled while the message went out: withdraw it.
-        await _revoke_quietly(status.request_id)
+        await transport.cancel(message["phone_number"], delivery.handle)
         return
     await dispatch.push(updated.owner, frame("code_sent", updated), answers=message["request"])
-
-
-async def _fall_through(message: dict[str, Any], exc: GatewayError) -> bool:
-    """Hand a send the Gateway could not do to the next transport; True when it took it."""
-    moved = await db(services.verification_transport_fall_through)(
-        verification_id=message["verification"],
-        error=exc.code,
-        telegram_error=exc.telegram_error,
-    )
-    if moved is None:
-        return False
-    request = dispatch.Request(message["request"], "send", moved, message["deadline"])
-    if await dispatch.hand_over(request):
-        return True
-    await dispatch.no_answer(request)
-    return True
 
 
 async def _send_failed(message: dict[str, Any], exc: GatewayError) -> None:
@@ -186,6 +163,7 @@ async def _send_failed(message: dict[str, Any], exc: GatewayError) -> None:
         code=exc.code,
         retry_after=exc.retry_after,
         telegram_error=exc.telegram_error,
+        cost=exc.cost,
     )
     if updated is not None:
         await dispatch.push(
@@ -196,30 +174,30 @@ async def _send_failed(message: dict[str, Any], exc: GatewayError) -> None:
 
 
 async def resend(message: dict[str, Any]) -> None:
-    """A new message with a new code: the Gateway has no other way to deliver one."""
+    """A new message with a new code: the Gateway has no other way to deliver one. Only the
+    newest code counts, as with Telegram's own resends: the previous message is revoked."""
     verification = await db(verification_get)(verification_id=message["verification"])
     if verification is None or verification.status != Status.CODE_SENT:
         await db(services.verification_resend_done)(verification_id=message["verification"])
         return
-    previous = verification.gateway_request_id
+    transport = codes()
     try:
-        status = await _send_message(message)
+        delivery = await _within_deadline(
+            message, transport.resend(verification.phone_number, verification.gateway_request_id)
+        )
     except GatewayError as exc:
         await _send_failed(message, exc)
         return
     updated = await db(services.verification_code_sent)(
         verification_id=verification.pk,
-        sent=_sent_code(verification),
+        sent=delivery.sent,
         resent=True,
-        gateway_request_id=status.request_id,
-        cost=status.cost,
+        gateway_request_id=delivery.handle,
+        cost=delivery.cost,
     )
     if updated is None:
-        await _revoke_quietly(status.request_id)
+        await transport.cancel(verification.phone_number, delivery.handle)
         return
-    if previous:
-        # Only the newest code counts, as with Telegram's own resends.
-        await _revoke_quietly(previous)
     await dispatch.push(updated.owner, frame("code_sent", updated), answers=message["request"])
 
 
@@ -227,22 +205,20 @@ async def verify(message: dict[str, Any]) -> None:
     verification = await dispatch.attempt_take(message)
     if verification is None:
         return
+    transport = codes()
     error: GatewayError | None = None
     try:
-        status = await _within_deadline(
+        await _within_deadline(
             message,
-            api().check_verification_status(verification.gateway_request_id, message["code"]),
+            transport.check(
+                verification.phone_number, verification.gateway_request_id, message["code"]
+            ),
         )
     except GatewayError as exc:
         error = exc
-    else:
-        verdict = status.verification_status or ""
-        code = VERIFICATION_ERRORS.get(verdict, ErrorCode.PHONE_CODE_INVALID)
-        if code is not None:
-            error = GatewayError(code, telegram_error=verdict)
 
     async def exhausted() -> None:
-        await _revoke_quietly(verification.gateway_request_id)
+        await transport.cancel(verification.phone_number, verification.gateway_request_id)
 
     await dispatch.attempt_answer(message, verification, error, on_exhausted=exhausted)
 
@@ -250,16 +226,8 @@ async def verify(message: dict[str, Any]) -> None:
 async def cancel(message: dict[str, Any]) -> None:
     verification = await db(verification_get)(verification_id=message["verification"])
     if verification is not None and verification.gateway_request_id:
-        await _revoke_quietly(verification.gateway_request_id)
-
-
-async def _revoke_quietly(request_id: str) -> None:
-    try:
-        await api().revoke_verification_message(request_id)
-    except GatewayError as exc:
-        # The verification is over either way; a message already read stays, unusable here.
-        logger.info("revokeVerificationMessage: %s", exc.telegram_error)
+        await codes().cancel(verification.phone_number, verification.gateway_request_id)
 
 
 # A Gateway verification's requests run in the process that makes them (see the docstring).
-dispatch.run_locally(PhoneVerification.Transport.GATEWAY, spawn)
+dispatch.run_locally(GATEWAY, spawn)

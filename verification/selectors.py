@@ -289,19 +289,24 @@ def verification_summary(*, since: datetime) -> dict[str, Any]:
 
 
 _GATEWAY_SENDS = [VerificationEvent.Kind.CODE_SENT, VerificationEvent.Kind.CODE_RESENT]
+# A send that failed or fell through to another transport after a billed ``checkSendAbility``
+# carries that check's cost on its event.
+_GATEWAY_CHARGES = [VerificationEvent.Kind.ERROR, VerificationEvent.Kind.FAILED]
 
 
 def gateway_spend_by_day(*, since: datetime) -> list[dict[str, Any]]:
-    """Gateway API messages sent since ``since`` and what they cost (their events'
-    ``request_cost``), per local day, oldest first."""
+    """Gateway API messages sent since ``since`` and what was spent (the ``request_cost`` of
+    their events, and of billed checks no message followed), per local day, oldest first."""
     days: dict[date, dict[str, Any]] = {}
-    events = VerificationEvent.objects.filter(
-        created_at__gte=since, kind__in=_GATEWAY_SENDS, data__has_key="request_id"
-    ).values_list("created_at", "data")
-    for created_at, data in events:
+    events = VerificationEvent.objects.filter(created_at__gte=since).filter(
+        Q(kind__in=_GATEWAY_SENDS, data__has_key="request_id")
+        | Q(kind__in=_GATEWAY_CHARGES, data__has_key="request_cost")
+    )
+    for created_at, kind, data in events.values_list("created_at", "kind", "data"):
         day = timezone.localdate(created_at)
         row = days.setdefault(day, {"day": day, "messages": 0, "cost": 0.0})
-        row["messages"] += 1
+        if kind in _GATEWAY_SENDS:
+            row["messages"] += 1
         row["cost"] += float(data.get("request_cost") or 0)
     return [days[day] for day in sorted(days)]
 
@@ -311,7 +316,7 @@ def gateway_balance_last() -> dict[str, Any] | None:
     that has one) and when: ``{"balance": float, "at": datetime}``, or None before any."""
     events = (
         VerificationEvent.objects.filter(
-            kind__in=[*_GATEWAY_SENDS, VerificationEvent.Kind.DELIVERY],
+            kind__in=[*_GATEWAY_SENDS, *_GATEWAY_CHARGES, VerificationEvent.Kind.DELIVERY],
             data__has_key="remaining_balance",
         )
         .order_by("-created_at", "-id")

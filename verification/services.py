@@ -392,8 +392,13 @@ def verification_send_failed(
     code: ErrorCode,
     retry_after: int | None = None,
     telegram_error: str = "",
+    cost: dict[str, Any] | None = None,
 ) -> PhoneVerification | None:
-    """Record a failed send (or resend). Returns the verification, None if it ended meanwhile."""
+    """Record a failed send (or resend). Returns the verification, None if it ended meanwhile.
+
+    ``cost`` is what the failed send was billed all the same (a Gateway ``checkSendAbility``
+    with no message after it); it goes on the event, so the spend per day counts it.
+    """
     now = timezone.now()
     cache.delete(_resend_lock_key(verification_id))
     verification = _lock(verification_id)
@@ -433,6 +438,7 @@ def verification_send_failed(
             error=code,
             telegram_error=telegram_error,
             retry_after=retry_after,
+            **(cost or {}),
         )
         return verification
     return _finish(
@@ -443,6 +449,7 @@ def verification_send_failed(
         error=code,
         telegram_error=telegram_error,
         retry_after=retry_after,
+        **(cost or {}),
     )
 
 
@@ -831,12 +838,26 @@ def _transport_after(transport: str) -> str | None:
 
 @transaction.atomic
 def verification_transport_fall_through(
-    *, verification_id: Any, error: ErrorCode, telegram_error: str = ""
+    *,
+    verification_id: Any,
+    transport: str,
+    error: ErrorCode,
+    telegram_error: str = "",
+    cost: dict[str, Any] | None = None,
 ) -> PhoneVerification | None:
-    """Move a verification still ``sending`` to the next transport after its own could not
-    send (``error``). None when it ended meanwhile or no next transport can take it."""
+    """Move a verification still ``sending`` on ``transport`` to the next transport, after
+    ``transport`` could not send (``error``; ``cost``: what it was billed all the same). None
+    when it ended or moved meanwhile, or no next transport can take it.
+
+    The row is locked and must still be on ``transport``: of two handlers that fall through
+    at once, one moves it and the other gets None, so the next transport sends one code.
+    """
     verification = _lock(verification_id)
-    if verification is None or verification.status != Status.SENDING:
+    if (
+        verification is None
+        or verification.status != Status.SENDING
+        or verification.transport != transport
+    ):
         return None
     following = _transport_after(verification.transport)
     if following is None:
@@ -858,6 +879,7 @@ def verification_transport_fall_through(
         telegram_error=telegram_error,
         transport=previous,
         failover_to=following,
+        **(cost or {}),
     )
     return verification
 

@@ -33,6 +33,17 @@ _TOO_LATE = GatewayError(ErrorCode.TELEGRAM_UNAVAILABLE, telegram_error="REQUEST
 # The stored phone_code_hash cannot be decrypted (an encryption key was removed): the code it
 # names can never be checked again.
 _UNREADABLE_HASH = GatewayError(ErrorCode.PHONE_CODE_EXPIRED, telegram_error="HASH_UNDECRYPTABLE")
+SENDER = PhoneVerification.Transport.SENDER
+
+
+def _account_side(exc: GatewayError) -> bool:
+    """Whether a refused send is the sender accounts' trouble, which another transport may not
+    have: a flood wait no other account could take over, or an account that is not connected,
+    not authorised or cannot reach Telegram. Not a timeout: the code may have gone out, and the
+    deadline every transport shares has passed."""
+    if exc.code is ErrorCode.FLOOD_WAIT:
+        return True
+    return exc.code is ErrorCode.TELEGRAM_UNAVAILABLE and exc.telegram_error != "REQUEST_TIMEOUT"
 
 
 class Handlers:
@@ -59,8 +70,9 @@ class Handlers:
     async def send(self, message: dict[str, Any]) -> None:
         account_id = message["account"]
         current = await db(verification_get)(verification_id=message["verification"])
-        if current is None or current.status != Status.SENDING:
-            # Replaced or cancelled before its turn: no code goes out for it.
+        if current is None or current.status != Status.SENDING or current.transport != SENDER:
+            # Replaced, cancelled or moved to another transport before its turn: no code goes
+            # out for it here.
             return
         try:
             if time.time() >= message["deadline"]:
@@ -73,6 +85,9 @@ class Handlers:
             )
         except GatewayError as exc:
             if exc.code is ErrorCode.FLOOD_WAIT and await self._flooded(message, exc):
+                return
+            if _account_side(exc) and await dispatch.fall_through(message, exc, transport=SENDER):
+                await self._account_failed(account_id, exc)
                 return
             await self._send_failed(message, exc)
             return
