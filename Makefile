@@ -30,6 +30,7 @@ test: install chromium
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	npm ci --no-audit --no-fund
+	node --test tests/js/
 	$(BIN)/python -m pytest
 
 chromium:

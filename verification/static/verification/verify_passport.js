@@ -1,5 +1,5 @@
 // The Telegram Passport step of the visitor page. verify.js imports it only when a visitor picks
-// Passport or resumes a Passport verification, and hands it the page's state and helpers.
+// Passport or resumes a Passport verification; it paints the step from the reducer's state.
 
 // The request's link and QR code come once, in `passport_request`; they are kept for reloads and
 // other tabs. A tab without them asks for a new request (once), which every tab then receives.
@@ -22,21 +22,22 @@ function store(link) {
   }
 }
 
-export function attach(page) {
-  const { state, el, t, send, announce, setText, clock, secondsLeft, warnExpiry, leave } = page;
+export function attach({ el, t, dispatch, announce, setText, clock, secondsLeft }) {
+  let link = null;
   let renewed = null; // a request whose link this tab no longer had, asked for again
   let received = null; // a request whose arrival was announced
 
-  el.passportCancel.addEventListener("click", () => leave());
+  el.passportCancel.addEventListener("click", () => dispatch({ type: "leave" }));
 
-  function render(v) {
-    const link = state.passportLink?.id === v.id ? state.passportLink : stored(v.id);
-    state.passportLink = link;
+  return function paint(v, state, now) {
+    if (state.passportLink?.id === v.id) link = state.passportLink;
+    else if (link?.id !== v.id) link = stored(v.id);
     if (!link) {
       el.passportOpen.removeAttribute("href");
       if (renewed !== v.id && v.status === "waiting") {
         renewed = v.id;
-        send({ type: "passport_start" }, { quiet: true });
+        const message = { type: "passport_start" };
+        queueMicrotask(() => dispatch({ type: "send", message, quiet: true }));
       }
     } else if (el.passportOpen.getAttribute("href") !== link.url) {
       store(link);
@@ -57,17 +58,8 @@ export function attach(page) {
       received = v.id;
       announce(t("passport_received"));
     }
-  }
-
-  function tick(v) {
-    const left = secondsLeft(state.expiresDeadline);
-    if (v.status === "received") {
-      setText(el.passportStatus, t("passport_received"));
-    } else {
-      setText(el.passportStatus, t("passport_expires", { time: clock(left) }));
-      warnExpiry(left, "passport_expires_soon");
-    }
-  }
-
-  return { render, tick };
+    const time = clock(secondsLeft(state.expiresAt, now));
+    const waiting = v.status !== "received";
+    setText(el.passportStatus, t(waiting ? "passport_expires" : "passport_received", { time }));
+  };
 }

@@ -1,0 +1,45 @@
+// The live connection (docs/protocol.md): one socket at a time. What a close means, and when to try
+// again, is the reducer's call; this only opens, sends and reports.
+export function connection(url, dispatch, received) {
+  let socket = null;
+  let timer = null;
+  const closed = (code) => dispatch({ type: "close", code, random: Math.random() });
+
+  function open() {
+    timer = null;
+    try {
+      socket = new WebSocket(url);
+    } catch {
+      return closed(0);
+    }
+    const opened = socket;
+    opened.onopen = () => {
+      dispatch({ type: "open" });
+      // The server greets every socket with `state`; if that frame is lost, ask for it.
+      setTimeout(() => {
+        if (!received() && socket === opened && opened.readyState === WebSocket.OPEN) {
+          opened.send('{"type":"state"}');
+        }
+      }, 5000);
+    };
+    opened.onmessage = (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      dispatch({ type: "frame", frame });
+    };
+    opened.onclose = (event) => {
+      socket = null;
+      closed(event.code);
+    };
+  }
+
+  return {
+    open,
+    send: (message) => socket?.send(JSON.stringify(message)),
+    later: (delay) => (timer ??= setTimeout(open, delay)),
+  };
+}
