@@ -340,6 +340,26 @@ async def test_a_send_the_gateway_cannot_do_falls_through_to_sender_accounts(
     assert (failover["transport"], failover["failover_to"]) == ("gateway", "sender")
 
 
+async def test_a_gateway_send_cut_off_after_it_left_does_not_fall_through(
+    gateway_settings: Any,
+    gateway_sandbox: GatewaySandbox,
+    make_sender: Any,
+    open_tab: Any,
+    browser_session: Any,
+) -> None:
+    """The message may have gone out: another transport sending a second code is worse than
+    the visitor asking again."""
+    gateway_settings.VERIFICATION = {**gateway_settings.VERIFICATION, "REQUEST_TIMEOUT": 1}
+    await database_sync_to_async(make_sender)()
+    gateway_sandbox.inject_delay("sendVerificationMessage", 1.5)
+    tab, _ = await start(open_tab, browser_session, "+9996641234")
+    error = await tab.receive_until("error")
+    assert error["code"] == "TELEGRAM_UNAVAILABLE"
+    assert error["verification"]["transport"] == "gateway"
+    assert FakeGateway.outbox == []
+    assert await _failovers(await PhoneVerification.objects.aget()) == []
+
+
 async def test_failures_falling_through_at_once_send_one_code(
     sender_first: Any,
     gateway_sandbox: GatewaySandbox,

@@ -12,7 +12,11 @@ import pytest
 
 from verification.errors import ErrorCode
 from verification.gateway.base import GatewayError
-from verification.gateway.telegram_gateway import TelegramGatewayAPI, report_signature
+from verification.gateway.telegram_gateway import (
+    GatewayCodes,
+    TelegramGatewayAPI,
+    report_signature,
+)
 from verification.sandbox.gateway_api import GatewaySandbox
 
 
@@ -39,7 +43,8 @@ async def test_a_checked_number_is_sent_its_code_free(
     )
 
     assert sent.request_cost == 0
-    assert sent.remaining_balance == 0.75
+    # Only an answer to a charged call reports the balance.
+    assert sent.remaining_balance is None
     assert sent.delivery_status == "sent"
     assert gateway_sandbox.last_code("+9996631234") == "333333"
     await api.aclose()
@@ -176,3 +181,28 @@ def test_delivery_reports_are_signed_for_the_token(gateway_sandbox: GatewaySandb
         assert report_signature(gateway_sandbox.token, headers["X-Request-Timestamp"], body) == (
             expected
         )
+
+
+async def test_a_billed_check_with_no_message_after_it_keeps_its_cost(
+    api: TelegramGatewayAPI, gateway_sandbox: GatewaySandbox
+) -> None:
+    codes = GatewayCodes(api, code_length=5)
+    gateway_sandbox.inject_error("sendVerificationMessage", "FLOOD_WAIT_30")
+    with pytest.raises(GatewayError) as raised:
+        await codes.send("+9996631234")
+    assert raised.value.code is ErrorCode.FLOOD_WAIT
+    assert raised.value.cost == {"request_cost": 0.25, "remaining_balance": 0.75}
+    assert codes.unspent_check is not None
+
+    # A number that cannot receive is refused by the check, which is then not billed.
+    with pytest.raises(GatewayError) as raised:
+        await codes.send("+9996639101")
+    assert raised.value.code is ErrorCode.PHONE_NOT_ON_TELEGRAM
+    assert raised.value.cost is None
+    assert gateway_sandbox.balance == 0.75
+
+    delivery = await codes.send("+9996631234")
+    # The free send reports no balance; the check's is the one that counts.
+    assert delivery.cost == {"request_cost": 0.25, "remaining_balance": 0.5}
+    assert codes.unspent_check is None
+    await api.aclose()

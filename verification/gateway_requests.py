@@ -25,7 +25,12 @@ from .db import db
 from .errors import ErrorCode
 from .frames import error_frame, frame
 from .gateway.base import GatewayError
-from .gateway.telegram_gateway import FALLS_THROUGH, GatewayCodes, TelegramGatewayAPI
+from .gateway.telegram_gateway import (
+    FALLS_THROUGH,
+    GatewayCodes,
+    OutcomeUnknown,
+    TelegramGatewayAPI,
+)
 from .models import PhoneVerification
 from .selectors import verification_get
 from .worker.locks import KeyedLock
@@ -110,7 +115,7 @@ async def _within_deadline(message: dict[str, Any], call: Any) -> Any:
 
 
 def _too_late() -> GatewayError:
-    return GatewayError(ErrorCode.TELEGRAM_UNAVAILABLE, telegram_error="REQUEST_TIMEOUT")
+    return OutcomeUnknown(ErrorCode.TELEGRAM_UNAVAILABLE, telegram_error="REQUEST_TIMEOUT")
 
 
 def codes() -> GatewayCodes:
@@ -138,9 +143,8 @@ async def send(message: dict[str, Any]) -> None:
         if exc.cost is None and transport.unspent_check is not None:
             # Given up after a billed check: no message used it, its cost is still spent.
             exc.cost = transport.unspent_check.cost
-        if exc.code in FALLS_THROUGH and await dispatch.fall_through(
-            message, exc, transport=GATEWAY
-        ):
+        falls_through = exc.code in FALLS_THROUGH and not isinstance(exc, OutcomeUnknown)
+        if falls_through and await dispatch.fall_through(message, exc, transport=GATEWAY):
             return
         await _send_failed(message, exc)
         return

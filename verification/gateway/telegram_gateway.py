@@ -37,13 +37,16 @@ VERIFICATION_ERRORS: dict[str, ErrorCode | None] = {
     "expired": ErrorCode.PHONE_CODE_EXPIRED,
 }
 
-# The Gateway's error strings → ours. Anything else is a problem on the site's side of the
-# Gateway (token, balance, a bad parameter): the visitor is told Telegram is unavailable.
+# The Gateway's error strings → ours. Telegram's reference names no error string but
+# ACCESS_TOKEN_INVALID (as an example); these are the names public Gateway clients handle:
+# PHONE_NUMBER_NOT_FOUND is a number that cannot receive (not on Telegram), FLOOD_WAIT_N asks
+# to wait N seconds. PHONE_NUMBER_BANNED is MTProto's name, kept in case the Gateway uses it.
+# Anything else (ACCESS_TOKEN_INVALID, BALANCE_NOT_ENOUGH, a bad parameter) is a problem on the
+# site's side of the Gateway: the visitor is told Telegram is unavailable, and the send may
+# fall through to another transport.
 _ERRORS = {
     "PHONE_NUMBER_INVALID": ErrorCode.PHONE_NUMBER_INVALID,
     "PHONE_NUMBER_NOT_FOUND": ErrorCode.PHONE_NOT_ON_TELEGRAM,
-    "PHONE_NUMBER_NOT_ON_TELEGRAM": ErrorCode.PHONE_NOT_ON_TELEGRAM,
-    "USER_NOT_FOUND": ErrorCode.PHONE_NOT_ON_TELEGRAM,
     "PHONE_NUMBER_BANNED": ErrorCode.PHONE_NUMBER_BANNED,
     "REQUEST_ID_INVALID": ErrorCode.PHONE_CODE_EXPIRED,
 }
@@ -56,6 +59,11 @@ FALLS_THROUGH = {
     ErrorCode.TELEGRAM_UNAVAILABLE,
     ErrorCode.FLOOD_WAIT,
 }
+
+
+class OutcomeUnknown(GatewayError):
+    """A call that failed after its request may have reached the Gateway (cut off, or given up
+    at a deadline): a message may have gone out, so no other transport sends one."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,9 @@ class RequestStatus:
 
 def report_signature(token: str, timestamp: str, body: bytes) -> str:
     """The ``X-Request-Signature`` of a delivery report: hex HMAC-SHA-256 of
-    ``timestamp + "\\n" + body``, keyed with the SHA-256 digest of the API token."""
+    ``timestamp + "\\n" + body``, keyed with the SHA-256 digest of the API token, where
+    ``timestamp`` is the ``X-Request-Timestamp`` header as sent and ``body`` the raw POST body
+    (the Gateway API reference, "Checking report integrity")."""
     key = hashlib.sha256(token.encode()).digest()
     return hmac.new(key, timestamp.encode() + b"\n" + body, hashlib.sha256).hexdigest()
 
@@ -165,7 +175,7 @@ class TelegramGatewayAPI:
                 error: Exception = exc
             except httpx.HTTPError as exc:
                 if not idempotent:
-                    raise GatewayError(
+                    raise OutcomeUnknown(
                         ErrorCode.TELEGRAM_UNAVAILABLE, telegram_error=type(exc).__name__
                     ) from exc
                 error = exc

@@ -121,6 +121,8 @@ class GatewaySandbox:
         self.reports: list[tuple[str, str, int | str]] = []
         # (method, error, phone or None) answered instead, once each (see inject_error).
         self._injected: list[tuple[str, str, str | None]] = []
+        # (method, seconds) its next answer is held for (see inject_delay).
+        self._delays: list[tuple[str, float]] = []
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -202,6 +204,19 @@ class GatewaySandbox:
         with self._lock:
             self._injected.append((method.casefold(), error, wanted))
 
+    def inject_delay(self, method: str, seconds: float) -> None:
+        """Hold the answer to the next call of ``method`` for ``seconds`` (after doing it)."""
+        with self._lock:
+            self._delays.append((method.casefold(), seconds))
+
+    def _take_delay(self, method: str) -> float:
+        with self._lock:
+            for index, (name, seconds) in enumerate(self._delays):
+                if name == method.casefold():
+                    del self._delays[index]
+                    return seconds
+        return 0.0
+
     def _take_injected(self, method: str, params: dict[str, Any]) -> None:
         phone = None
         with contextlib.suppress(InvalidPhone):
@@ -234,9 +249,13 @@ class GatewaySandbox:
         }.get(method)
         if handler is None:
             raise GatewayError("METHOD_NOT_FOUND", 404)
+        delay = self._take_delay(method)
         with self._lock:
             self._take_injected(method, params)
-            return handler(params)
+            result = handler(params)
+        if delay:
+            time.sleep(delay)
+        return result
 
     def _phone(self, params: dict[str, Any]) -> tuple[str, str]:
         """(E.164, scenario tail or "") of ``phone_number``, or the error it names."""
@@ -324,7 +343,8 @@ class GatewaySandbox:
             self._report_later(message, "delivered", delay * 2)
         if ttl:
             self._report_later(message, "expired", ttl)
-        return self._status(message, remaining_balance=self.balance)
+        # As documented: the balance comes only with an answer to a call that was charged.
+        return self._status(message, **({"remaining_balance": self.balance} if cost else {}))
 
     def _message(self, params: dict[str, Any]) -> GatewayMessage:
         message = self.messages.get(str(params.get("request_id") or ""))
