@@ -52,12 +52,26 @@ def _free_port() -> int:
 
 
 class LiveSite:
-    def __init__(self, url: str, log_path: Path) -> None:
+    def __init__(self, url: str, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.url = url
         self.log_path = log_path
+        self.env = env or {}
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def manage(self, *args: str, stdin: str = "") -> str:
+        """Runs ``manage.py *args`` on the site's database and settings; returns its output."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=PROJECT_DIR,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stderr}"
+        return result.stdout
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen, log_path: Path) -> None:
@@ -128,7 +142,7 @@ def serve_site(tmp: Path, **extra_env: str) -> Iterator[LiveSite]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_serving(url + "/", process, log_path)
-        yield LiveSite(url, log_path)
+        yield LiveSite(url, log_path, env)
     finally:
         process.terminate()
         try:
@@ -191,3 +205,80 @@ def new_page(context: BrowserContext, js_errors: list[str]) -> Callable[..., Pag
         return page
 
     return open_page
+
+
+# axe-core, installed by `npm ci` (package.json); `make test` runs it before pytest.
+AXE_SCRIPT = PROJECT_DIR / "node_modules" / "axe-core" / "axe.min.js"
+# WCAG 2.0, 2.1 and 2.2 at levels A and AA, and Deque's best practices.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+
+
+def axe_violations(page: Page) -> list[dict]:
+    """axe's violations on the page as it is now (injecting axe-core first if needed)."""
+    if not AXE_SCRIPT.exists():
+        pytest.fail(f"{AXE_SCRIPT} is missing: run `npm ci` (make test does)")
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.add_script_tag(path=AXE_SCRIPT)
+    return page.evaluate(
+        """async (tags) => {
+          const results = await axe.run(document, {
+            runOnly: { type: "tag", values: tags },
+            resultTypes: ["violations"],
+          });
+          return results.violations.map((violation) => ({
+            id: violation.id,
+            impact: violation.impact,
+            help: violation.help,
+            nodes: violation.nodes.map((node) => ({
+              target: node.target.map(String).join(" "),
+              html: node.html,
+              summary: node.failureSummary,
+            })),
+          }));
+        }""",
+        AXE_TAGS,
+    )
+
+
+def axe_report(violations: list[dict]) -> str:
+    """One paragraph per violated rule: its id, impact and summary, then each element."""
+    lines = []
+    for violation in violations:
+        lines.append(f"{violation['id']} ({violation['impact']}): {violation['help']}")
+        for node in violation["nodes"]:
+            summary = " ".join(str(node["summary"] or "").split())
+            lines.append(f"  - {node['target']}: {summary}")
+            lines.append(f"    {node['html'][:200]}")
+    return "\n".join(lines)
+
+
+class Axe:
+    """Runs axe on pages as a test reaches each state, and keeps what it found."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+        self.runs = 0
+
+    def __call__(self, page: Page, where: str) -> None:
+        """Checks ``page`` now; ``where`` names the state in the report."""
+        self.runs += 1
+        violations = axe_violations(page)
+        if violations:
+            self.found.append(f"{where} ({page.url}):\n{axe_report(violations)}")
+
+    def assert_clean(self) -> None:
+        """Fails with every violation found so far, grouped by state."""
+        assert self.runs, "axe never ran"
+        if self.found:
+            pytest.fail(
+                f"axe found violations in {len(self.found)} of {self.runs} states:\n\n"
+                + "\n\n".join(self.found),
+                pytrace=False,
+            )
+
+
+@pytest.fixture
+def axe() -> Axe:
+    """``axe(page, "where")`` at each state, then ``axe.assert_clean()``: a readable list of
+    the rules axe-core found violated (WCAG 2.x A and AA, best practices), state by state."""
+    return Axe()
