@@ -6,6 +6,7 @@ both directions, and what a billed check that no message followed cost."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
@@ -35,33 +36,32 @@ def gateway_sandbox() -> Iterator[GatewaySandbox]:
 
 
 @pytest_asyncio.fixture
-async def reports(gateway_sandbox: GatewaySandbox) -> AsyncIterator[list[int]]:
-    """Hand the sandbox's reports to the report endpoint on this test's loop; their statuses."""
+async def reports(gateway_sandbox: GatewaySandbox) -> AsyncIterator[list[tuple[str, int]]]:
+    """Hand the sandbox's reports to the report endpoint on this test's loop, and the endpoint's
+    answers back to the sandbox (which posts a refused report again); (status, answer) of each."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, bytes, dict[str, str]]] = asyncio.Queue()
-    answers: list[int] = []
+    client = AsyncClient()
+    answers: list[tuple[str, int]] = []
+
+    async def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+        response = await client.post(
+            url.removeprefix("http://testserver"),
+            body,
+            content_type="application/json",
+            headers=headers,
+        )
+        answers.append((json.loads(body)["delivery_status"]["status"], response.status_code))
+        return response.status_code
 
     def deliver(url: str, body: bytes, headers: dict[str, str]) -> int:
-        loop.call_soon_threadsafe(queue.put_nowait, (url, body, headers))
-        return 200
-
-    async def post() -> None:
-        client = AsyncClient()
-        while True:
-            url, body, headers = await queue.get()
-            response = await client.post(
-                url.removeprefix("http://testserver"),
-                body,
-                content_type="application/json",
-                headers=headers,
-            )
-            answers.append(response.status_code)
+        try:
+            return asyncio.run_coroutine_threadsafe(post(url, body, headers), loop).result(10)
+        except (RuntimeError, TimeoutError):
+            return 0  # the test is over
 
     gateway_sandbox.deliver = deliver
-    task = asyncio.ensure_future(post())
     yield answers
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    gateway_sandbox.deliver = None
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ async def start(open_tab: Any, browser_session: Any, phone: str) -> tuple[Any, d
 async def test_a_visitor_verifies_and_sees_delivery_live(
     gateway_settings: Any,
     gateway_sandbox: GatewaySandbox,
-    reports: list[int],
+    reports: list[tuple[str, int]],
     open_tab: Any,
     browser_session: Any,
 ) -> None:
@@ -98,11 +98,12 @@ async def test_a_visitor_verifies_and_sees_delivery_live(
     assert snapshot["code"] == {"type": "app", "length": 6}
     assert snapshot["delivery"] is None
 
-    delivered = await tab.receive_until("delivery")
-    assert delivered["status"] == "sent"
-    delivered = await tab.receive_until("delivery")
-    assert delivered["status"] == "delivered"
-    assert delivered["verification"]["delivery"] == "delivered"
+    # "sent" comes first, unless it raced ahead of the code_sent record, was refused and
+    # came back after "delivered" (which it then does not replace).
+    seen = []
+    while not seen or seen[-1]["verification"]["delivery"] != "delivered":
+        seen.append(await tab.receive_until("delivery"))
+    assert [frame["status"] for frame in seen] in (["sent", "delivered"], ["delivered"])
 
     message = gateway_sandbox.last_message("+9996641234")
     assert message is not None
@@ -125,12 +126,10 @@ async def test_a_visitor_verifies_and_sees_delivery_live(
     # The check was billed; the send it made free cost nothing more.
     assert code_sent.data["request_cost"] == 0.01
     assert code_sent.data["remaining_balance"] == 99.99
-    assert [e.data["status"] for e in events if e.kind == "delivery"] == [
-        "sent",
-        "delivered",
-        "read",
-    ]
-    assert set(reports) == {200}
+    statuses = [e.data["status"] for e in events if e.kind == "delivery"]
+    assert sorted(statuses) == ["delivered", "read", "sent"]
+    # Each report was accepted in the end (a refused one is posted again).
+    assert {status for status, answer in reports if answer == 200} == {"sent", "delivered", "read"}
     # The code lives only at Telegram (here, the sandbox): no column holds it.
     for field in PhoneVerification._meta.concrete_fields:
         assert "444444" not in str(getattr(row, field.attname))

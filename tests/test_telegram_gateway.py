@@ -183,6 +183,35 @@ def test_delivery_reports_are_signed_for_the_token(gateway_sandbox: GatewaySandb
         )
 
 
+def test_a_refused_report_is_posted_again(gateway_sandbox: GatewaySandbox) -> None:
+    # The site refuses "sent" twice (an error, then no answer at all), then takes it.
+    refusals = [503, 0]
+    received: list[bytes] = []
+
+    def deliver(url: str, body: bytes, headers: dict[str, str]) -> int:
+        received.append(body)
+        if b'"sent"' in body and refusals:
+            return refusals.pop(0)
+        return 200
+
+    gateway_sandbox.report_delay = 0.01
+    gateway_sandbox.deliver = deliver
+    gateway_sandbox.call(
+        "sendVerificationMessage",
+        {"phone_number": "+9996631234", "callback_url": "http://site.test/report"},
+        gateway_sandbox.token,
+    )
+    deadline = time.monotonic() + 5
+    while len(received) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    attempts = [(status, answer) for _, status, answer in gateway_sandbox.reports]
+    assert sorted(attempts) == [("delivered", 200), ("sent", 0), ("sent", 200), ("sent", 503)]
+    # The same report, signature and all, is posted again.
+    sent = [body for body in received if b'"sent"' in body]
+    assert len(set(sent)) == 1
+
+
 async def test_a_billed_check_with_no_message_after_it_keeps_its_cost(
     api: TelegramGatewayAPI, gateway_sandbox: GatewaySandbox
 ) -> None:

@@ -18,7 +18,8 @@ Numbers (``X`` is a digit 1-9; a test number's code is ``X`` repeated to the cod
 Any other valid number gets a random code. A message is reported ``sent`` and then
 ``delivered``; ``read`` when :meth:`GatewaySandbox.mark_read` is called (the inbox page does it
 when it shows the code); ``expired`` when its ``ttl`` passes unread; ``revoked`` when revoked
-before delivery.
+before delivery. A report the callback URL does not answer with HTTP 200 is posted again, up to
+``REPORT_RETRIES`` times with growing waits, as Telegram does.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ ERRORS = {
     "9102": "BALANCE_NOT_ENOUGH",
 }
 LATE_REPORTS = "9103"
+#: A report not answered with HTTP 200 is posted again, up to this many times.
+REPORT_RETRIES = 10
 
 
 @dataclass
@@ -393,9 +396,11 @@ class GatewaySandbox:
     # Delivery reports ----------------------------------------------------------------------------
 
     def _report_later(self, message: GatewayMessage, status: str, delay: float) -> None:
-        if not message.callback_url:
-            return
-        timer = threading.Timer(delay, self._report, (message, status))
+        if message.callback_url:
+            self._later(delay, self._report, message, status)
+
+    def _later(self, delay: float, function: Callable[..., None], *args: Any) -> None:
+        timer = threading.Timer(delay, function, args)
         timer.daemon = True
         with self._lock:
             self._timers = [t for t in self._timers if t.is_alive()]
@@ -421,7 +426,16 @@ class GatewaySandbox:
                     **({"payload": message.payload} if message.payload else {}),
                 }
             ).encode()
-        self.send_report(message.callback_url, body, request_id=message.request_id, status=status)
+        self._post(message, status, body, 0)
+
+    def _post(self, message: GatewayMessage, status: str, body: bytes, attempt: int) -> None:
+        answer = self.send_report(
+            message.callback_url, body, request_id=message.request_id, status=status
+        )
+        if answer != 200 and attempt < REPORT_RETRIES:
+            # As Telegram does: the same report again, after longer and longer waits.
+            delay = max(self.report_delay, 0.05) * 2**attempt
+            self._later(delay, self._post, message, status, body, attempt + 1)
 
     def send_report(self, url: str, body: bytes, *, request_id: str = "", status: str = "") -> int:
         """POST one signed report to ``url``; returns the HTTP status (0 when unreachable)."""
