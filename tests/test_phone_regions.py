@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from io import StringIO
 
 import phonenumbers
 import pytest
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
-from verification.forms import parse_phone_number
+from verification.forms import parse_phone_number, picker_regions
 from verification.phone_regions import PATH, phone_regions, phone_regions_json
 
 
@@ -55,3 +57,34 @@ def test_every_example_is_a_valid_mobile_number_the_server_accepts(region, setti
     assert e164 == f"+{code}{example}"
     # A few regions share their main region's example (Åland's is Finland's).
     assert parsed_region in (region, phonenumbers.region_code_for_country_code(code))
+
+
+def test_the_picker_offers_the_regions_a_number_may_belong_to(settings):
+    settings.VERIFICATION = {}
+    assert picker_regions() == ("", "")
+    settings.VERIFICATION = {"DEFAULT_REGION": "gb", "ALLOWED_REGIONS": ["gb", "DE", "FR"]}
+    assert picker_regions() == ("GB", "GB DE FR")
+    settings.VERIFICATION = {"ALLOWED_REGIONS": ["GB", "DE"], "DENIED_REGIONS": ["de"]}
+    assert picker_regions() == ("", "GB")
+    settings.VERIFICATION = {"DENIED_REGIONS": ["RU"]}
+    offered = picker_regions()[1].split()
+    assert "RU" not in offered
+    assert len(offered) == len(phonenumbers.SUPPORTED_REGIONS) - 1
+
+
+@pytest.mark.django_db
+def test_the_page_gives_the_picker_its_data_choices_and_labels(client, settings):
+    settings.VERIFICATION = {
+        **settings.VERIFICATION,
+        "DEFAULT_REGION": "de",
+        "ALLOWED_REGIONS": ["DE", "AT"],
+    }
+    html = client.get(reverse("verification:verify"), HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    main = re.search(r'<main class="verification"[^>]*>', html)
+    assert main, html
+    assert 'data-phone-regions="/static/verification/phone_regions.json"' in main.group(0)
+    assert 'data-phone-region="DE"' in main.group(0)
+    assert 'data-phone-offered="DE AT"' in main.group(0)
+    assert '<label for="phone-country">Страна</label>' in html
+    assert '<option value="">Другая: введите + и код страны</option>' in html
+    assert "Выберите страну и введите номер." in html

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import unicodedata
+from typing import NamedTuple
 
 import phonenumbers
 from django import forms
@@ -61,6 +62,28 @@ def parse_phone_number(raw: str) -> tuple[str, str, str]:
         phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
         region,
     )
+
+
+class PickerRegions(NamedTuple):
+    """What the page's country picker offers."""
+
+    #: ``DEFAULT_REGION``; "" lets the page pick by the visitor's language.
+    default: str
+    #: The regions a number may belong to, space-separated; "" for every region.
+    offered: str
+
+
+def picker_regions() -> PickerRegions:
+    """The country picker's first choice and its choices, from ``DEFAULT_REGION``,
+    ``ALLOWED_REGIONS`` and ``DENIED_REGIONS``."""
+    config = get_config()
+    allowed = [region.upper() for region in config["ALLOWED_REGIONS"]]
+    denied = {region.upper() for region in config["DENIED_REGIONS"]}
+    offered = ""
+    if allowed or denied:
+        regions = allowed or sorted(phonenumbers.SUPPORTED_REGIONS)
+        offered = " ".join(region for region in regions if region not in denied)
+    return PickerRegions((config["DEFAULT_REGION"] or "").upper(), offered)
 
 
 def format_phone_number(e164: str) -> str:

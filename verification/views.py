@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from . import dispatch, passport, runtime, selectors, services
 from .app_settings import get_config
 from .db import db
-from .forms import test_numbers_allowed
+from .forms import picker_regions, test_numbers_allowed
 from .frames import frame
 from .gateway.telegram_gateway import DELIVERY_STATUSES, report_signature
 from .owners import session_owner
@@ -56,6 +56,7 @@ def verify(request: HttpRequest) -> HttpResponse:
         if _sandbox_inbox_available()
         else None,
         "test_numbers": test_numbers_allowed(),
+        "phone_picker": picker_regions(),
         "max_attempts": config["MAX_ATTEMPTS"],
         # After _start_runtime: the embedded sandbox registers its bot as it starts.
         "passport": passport.passport_bot() is not None,

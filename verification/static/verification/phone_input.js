@@ -28,13 +28,14 @@ export function phoneFormat({ regions }) {
     const fits = (regions[main[code]][5] || []).filter(
       ([t, leading, rule]) =>
         slots(t) >= digits.length &&
-        (!leading || starts(leading[Math.min(digits.length - 3, leading.length - 1)], digits)) &&
+        (!leading || starts(leading[digits.length - 3] ?? leading.at(-1), digits)) &&
         (!prefixed || rule),
     );
     // Rather one that holds a number of a usual length.
-    const [t, , rule] = fits.find(([t]) => lengths.some((n) => n >= slots(t, /#/g) && n <= slots(t))) || fits[0] || [];
+    let [t, , rule] = fits.find(([t]) => lengths.some((n) => n >= slots(t, /#/g) && n <= slots(t))) || fits[0] || [];
     if (!t || !digits[2]) return;
-    return fill(!prefixed ? t : rule.includes("$") ? t.replace(/[#~]+/, (g) => rule.replace("$", g)) : rule + t, digits);
+    if (prefixed) t = rule.includes("$") ? t.replace(/[#~]+/, (group) => rule.replace("$", group)) : rule + t;
+    return fill(t, digits);
   };
   return (region, text) => {
     const digits = only(text);
@@ -45,10 +46,10 @@ export function phoneFormat({ regions }) {
       if (!code) return { region: digits[2] ? "" : region, text, e164, national: digits };
       const national = digits.slice(code.length);
       const same = Object.keys(regions).filter((each) => regions[each][0] == code);
-      const found =
+      region =
         same.find((each) => starts(regions[each][4], national)) ||
         (same.includes(region) && !regions[region][4] ? region : main[code]);
-      return { region: found, text: `+${code} ${show(found, national) || national}`.trim(), e164, national };
+      return { region, text: `+${code} ${show(region, national) || national}`.trim(), e164, national };
     }
     if (!regions[region]) return { region, text, e164: text.trim(), national: digits };
     const [code, prefix, lengths] = regions[region];
@@ -64,8 +65,7 @@ export function phoneFormat({ regions }) {
   };
 }
 
-// A page that sets input.value then dispatches an "input" event; the select is labelled and
-// its one option ("") is any other country.
+// The select is labelled, its one option ("") any other country. Returns {e164(), set(text), ready}.
 export function phoneInput(input, select, { url, region, regions, lang = document.documentElement.lang }) {
   const hint = input.placeholder;
   let parse;
@@ -86,11 +86,10 @@ export function phoneInput(input, select, { url, region, regions, lang = documen
     const digits = only(text);
     let caret = only(text.slice(0, input.selectionStart)).length;
     // Deleting a space or a dash deletes the digit beside it.
-    const forward = inputType === "deleteContentForward";
-    const at = forward ? caret : caret - 1;
+    const at = inputType === "deleteContentForward" ? caret : caret - 1;
     const gone = /^delete/.test(inputType) && digits.length === only(before).length && at >= 0;
     show(gone ? (plus(text) ? "+" : "") + digits.slice(0, at) + digits.slice(at + 1) : text);
-    if (gone && !forward) caret--;
+    if (gone) caret = at;
     if (input.value === text) return;
     let position = +plus(text);
     for (let seen = 0; seen < caret && input.value[position]; ) seen += /\d/.test(input.value[position++]);
@@ -106,7 +105,7 @@ export function phoneInput(input, select, { url, region, regions, lang = documen
     .then((response) => response.json())
     .then((loaded) => {
       data = loaded.regions;
-      const names = new Intl.DisplayNames([lang], { type: "region" });
+      const names = new Intl.DisplayNames(lang, { type: "region" });
       const { compare } = new Intl.Collator(lang);
       const listed = (regions ? regions.split(" ") : Object.keys(data)).filter((each) => data[each]);
       listed
@@ -121,5 +120,9 @@ export function phoneInput(input, select, { url, region, regions, lang = documen
       parse = phoneFormat(loaded);
       show(input.value);
     });
-  return { e164: () => (parse ? parse(select.value, input.value).e164 : input.value.trim()), ready };
+  return {
+    e164: () => (parse ? parse(select.value, input.value).e164 : input.value.trim()),
+    set: (text) => (parse ? show(text) : (input.value = text)),
+    ready,
+  };
 }

@@ -6,8 +6,11 @@ import { el, focus, painter, setText } from "./verify_render.js";
 import { alert, announce, silence } from "./verify_speech.js";
 import { connection } from "./verify_socket.js";
 import { clock, secondsLeft } from "./verify_timers.js";
+import { phoneInput } from "./phone_input.js";
 
 const app = el.verification;
+const { phoneRegions: url, phoneRegion: region, phoneOffered: regions } = app.dataset;
+const picker = phoneInput(el.phoneInput, el.phoneCountry, { url, region, regions });
 let strings = {};
 try {
   strings = JSON.parse(el.verificationStrings.textContent);
@@ -30,7 +33,7 @@ const actions = {
   silence: () => silence(),
   send: (message) => socket.send(message),
   reconnect: (delay) => socket.later(delay),
-  phone: (value) => (el.phoneInput.value = value),
+  phone: (value) => picker.set(value),
   clearCode: () => (el.codeInput.value = ""),
   loadPassport,
   focus: (target, select) => focus(target, state.step, select),
@@ -89,9 +92,12 @@ const on = (name, type, handler) => el[name].addEventListener(type, handler);
 const intent = (name, type) => on(name, "click", () => dispatch({ type }));
 on("numberForm", "submit", (event) => {
   event.preventDefault();
-  dispatch({ type: "send_code", phone: el.phoneInput.value });
+  dispatch({ type: "send_code", phone: picker.e164() });
 });
-on("phoneInput", "input", () => dispatch({ type: "phone_input", value: el.phoneInput.value }));
+const typed = () => dispatch({ type: "phone_input", value: picker.e164() });
+on("phoneInput", "input", typed);
+on("phoneCountry", "change", typed);
+picker.ready.then(typed);
 on("codeForm", "submit", (event) => {
   event.preventDefault();
   dispatch({ type: "verify", value: el.codeInput.value });
@@ -137,7 +143,7 @@ document.addEventListener("visibilitychange", () => {
 
 setInterval(() => dispatch({ type: "tick" }), 250);
 el.card.setAttribute("aria-busy", "true");
-dispatch({ type: "phone_input", value: el.phoneInput.value });
+typed();
 if (typeof WebSocket === "undefined") {
   dispatch({ type: "unavailable" });
 } else {
