@@ -12,6 +12,8 @@ from playwright.sync_api import Page, Response, expect
 pytestmark = pytest.mark.browser
 
 APP_STATIC = "/static/verification/"
+# What the code flow may download (uncompressed), the Passport step aside.
+BUDGET = 40 * 1024
 
 
 def record_assets(page: Page) -> dict[str, int]:
@@ -56,6 +58,16 @@ def test_the_code_flow_never_downloads_the_passport_step(
     page, assets = code_flow(new_page)
     assert {APP_STATIC + "verify.js", APP_STATIC + "verify.css"} <= set(assets)
     assert not [path for path in assets if "passport" in path], assets
+    assert js_errors == []
+
+
+def test_the_code_flow_loads_at_most_40_kb_of_css_and_js(
+    new_page: Callable[..., Page], js_errors: list[str]
+) -> None:
+    page, assets = code_flow(new_page)
+    # Every module the entry point imports is counted, not only the two files the template names.
+    assert APP_STATIC + "verify_state.js" in assets, assets
+    assert sum(assets.values()) <= BUDGET, assets
     assert js_errors == []
 
 

@@ -1,119 +1,92 @@
-// The visitor's verification page: a thin view of the server's state, kept live over a WebSocket
-// (protocol v1, docs/protocol.md). Every event goes through one reducer (verify_state.js); the
-// renderer paints the state it returns, then the effects it lists are run here, once.
-import { codeShape, initial, t, update, visible } from "./verify_state.js";
-import { el, focus, painter, setText } from "./verify_render.js";
+// The visitor's page (protocol: docs/protocol.md). Every event goes through the reducer; the state
+// it returns is painted, then its effects are run.
+import { codeShape, initial, update, visible } from "./verify_state.js";
+import { el, focus, paint } from "./verify_render.js";
 import { alert, announce, silence } from "./verify_speech.js";
 import { connection } from "./verify_socket.js";
-import { clock, secondsLeft } from "./verify_timers.js";
-import { phoneInput } from "./phone_input.js";
 
 const app = el.verification;
-const { phoneRegions: url, phoneRegion: region, phoneOffered: regions } = app.dataset;
-const picker = phoneInput(el.phoneInput, el.phoneCountry, { url, region, regions });
 let strings = {};
 try {
   strings = JSON.parse(el.verificationStrings.textContent);
-} catch {
-  // a broken block shows keys, never a broken page
-}
-const paint = painter();
+} catch {} // a broken block shows keys, never a broken page
 let state = initial(strings);
-let passport = null; // the Passport step's painter, once its module is loaded
+let passport = null; // paints the Passport step once loaded
 let passportLoading = null;
-let held = []; // focus moves waiting for the Passport step to be painted
+let held = []; // focus moves waiting for the Passport step
+let hadFocus = false; // focus was in the card before the paint
 
 const scheme = location.protocol === "https:" ? "wss:" : "ws:";
 const path = app.dataset.websocketPath || "/ws/verification/";
 const socket = connection(`${scheme}//${location.host}${path}`, dispatch, () => state.received);
+const moves = ([kind]) => kind === "focus" || kind === "rescue";
 
 const actions = {
   announce,
   alert,
-  silence: () => silence(),
-  send: (message) => socket.send(message),
-  reconnect: (delay) => socket.later(delay),
-  phone: (value) => picker.set(value),
+  silence,
+  send: socket.send,
+  reconnect: socket.later,
+  phone: (value) => (el.phoneInput.value = value),
   clearCode: () => (el.codeInput.value = ""),
   loadPassport,
   focus: (target, select) => focus(target, state.step, select),
-  rescue: (target) => {
+  rescue(target) {
     const active = document.activeElement;
-    const lost = !active || active === document.body || active.offsetParent === null;
-    if (hadFocus && lost) focus(target, state.step);
+    if (hadFocus && (!active || active === document.body || active.offsetParent === null)) {
+      focus(target, state.step);
+    }
   },
 };
-
-let hadFocus = false; // whether focus was in the card before the paint that moved it
+const run = (effects) => effects.forEach(([kind, ...args]) => actions[kind](...args));
 
 function dispatch(event) {
   hadFocus = el.card.contains(document.activeElement);
   state = update(state, { ...event, now: performance.now() });
-  let effects = state.effects;
-  if (!paint(state, performance.now(), passport)) {
-    const moves = ({ 0: kind }) => kind === "focus" || kind === "rescue";
-    held.push(...effects.filter(moves));
-    effects = effects.filter((effect) => !moves(effect));
-    loadPassport();
-  }
-  run(effects);
+  if (paint(state, performance.now(), passport)) return run(state.effects);
+  held.push(...state.effects.filter(moves));
+  run(state.effects.filter((effect) => !moves(effect)));
+  loadPassport();
 }
 
-function run(effects) {
-  for (const [kind, ...args] of effects) actions[kind](...args);
-}
-
-// The Passport step's script and styles load only when a visitor needs them, so the code flow never
-// downloads them. Their URLs come from the template: hashed static file names work too.
+// The Passport step loads only when needed, from the template's (hashed) URLs.
 function loadPassport() {
-  passportLoading ??= Promise.all([
-    import(app.dataset.passportScript),
-    new Promise((onload, onerror) => {
-      const href = app.dataset.passportStyles;
-      document.head.append(Object.assign(document.createElement("link"), { rel: "stylesheet", href, onload, onerror }));
-    }),
-  ]).then(
-    ([module]) => {
-      passport = module.attach({ el, t: (key, params) => t(state, key, params), dispatch, announce, setText, clock, secondsLeft });
-      hadFocus = el.card.contains(document.activeElement);
-      paint(state, performance.now(), passport);
-      run(held.splice(0));
-    },
-    () => {
-      passportLoading = null;
-      el.card.removeAttribute("aria-busy");
-      dispatch({ type: "passport_failed" });
-    },
-  );
+  passportLoading ??= import(app.dataset.passportScript)
+    .then((module) => module.attach(app.dataset.passportStyles, dispatch))
+    .then(
+      (painter) => {
+        passport = painter;
+        hadFocus = el.card.contains(document.activeElement);
+        paint(state, performance.now(), passport);
+        run(held.splice(0));
+      },
+      () => {
+        passportLoading = null;
+        el.card.removeAttribute("aria-busy");
+        dispatch({ type: "passport_failed" });
+      },
+    );
 }
 
 // The visitor's intents
 const on = (name, type, handler) => el[name].addEventListener(type, handler);
-const intent = (name, type) => on(name, "click", () => dispatch({ type }));
-on("numberForm", "submit", (event) => {
-  event.preventDefault();
-  dispatch({ type: "send_code", phone: picker.e164() });
-});
-const typed = () => dispatch({ type: "phone_input", value: picker.e164() });
+const submit = (form, type, input, key) =>
+  on(form, "submit", (event) => {
+    event.preventDefault();
+    dispatch({ type, [key]: el[input].value });
+  });
+submit("numberForm", "send_code", "phoneInput", "phone");
+submit("codeForm", "verify", "codeInput", "value");
+const typed = () => dispatch({ type: "phone_input", value: el.phoneInput.value });
 on("phoneInput", "input", typed);
-on("phoneCountry", "change", typed);
-picker.ready.then(typed);
-on("codeForm", "submit", (event) => {
-  event.preventDefault();
-  dispatch({ type: "verify", value: el.codeInput.value });
-});
-
-const shape = () => {
-  const v = visible(state);
-  return v && codeShape(v);
-};
+const shape = () => visible(state) && codeShape(visible(state));
 on("codeInput", "paste", (event) => {
   const code = shape();
   if (!code?.digits) return;
   event.preventDefault();
   let digits = (event.clipboardData?.getData("text") ?? "").replace(/\D/g, "");
   if (code.length && digits.length > code.length) {
-    // A missed call's code is the end of the calling number; anything else starts the paste.
+    // A missed call's code ends the calling number; others start the paste.
     digits = code.type === "missed_call" ? digits.slice(-code.length) : digits.slice(0, code.length);
   }
   el.codeInput.value = digits;
@@ -121,32 +94,32 @@ on("codeInput", "paste", (event) => {
 });
 on("codeInput", "input", () => {
   const code = shape();
-  if (!code) return;
   const input = el.codeInput;
-  if (code.digits) {
-    const digits = input.value.replace(/\D/g, "").slice(0, code.length ?? undefined);
-    if (digits !== input.value) input.value = digits;
-  }
+  if (!code) return;
+  const digits = input.value.replace(/\D/g, "").slice(0, code.length ?? undefined);
+  if (code.digits && digits !== input.value) input.value = digits;
   dispatch({ type: "code_input", value: input.value });
 });
-intent("resend", "resend");
-intent("sendNewCode", "send_new_code");
-intent("changeNumber", "change_number");
-intent("cancel", "cancel");
-intent("passportStart", "passport_start");
-intent("verifyAnother", "verify_another");
-
+for (const [name, type] of Object.entries({
+  resend: "resend",
+  sendNewCode: "send_new_code",
+  changeNumber: "change_number",
+  cancel: "cancel",
+  passportStart: "passport_start",
+  verifyAnother: "verify_another",
+})) {
+  on(name, "click", () => dispatch({ type }));
+}
+// Background tabs throttle timers: fresh numbers on coming back.
 document.addEventListener("visibilitychange", () => {
-  // Background tabs throttle timers; ask for fresh numbers when the visitor comes back.
-  if (document.visibilityState === "visible") dispatch({ type: "send", message: { type: "state" }, quiet: true });
+  if (!document.hidden) dispatch({ type: "send", message: { type: "state" }, quiet: true });
 });
 
 setInterval(() => dispatch({ type: "tick" }), 250);
 el.card.setAttribute("aria-busy", "true");
 typed();
-if (typeof WebSocket === "undefined") {
-  dispatch({ type: "unavailable" });
-} else {
+if (typeof WebSocket === "undefined") dispatch({ type: "unavailable" });
+else {
   setTimeout(() => dispatch({ type: "connecting" }), 1000);
   socket.open();
 }

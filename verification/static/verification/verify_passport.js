@@ -1,5 +1,9 @@
 // The Telegram Passport step of the visitor page. verify.js imports it only when a visitor picks
 // Passport or resumes a Passport verification; it paints the step from the reducer's state.
+import { el, setText } from "./verify_render.js";
+import { announce } from "./verify_speech.js";
+import { t as translate } from "./verify_state.js";
+import { clock, secondsLeft } from "./verify_timers.js";
 
 // The request's link and QR code come once, in `passport_request`; they are kept for reloads and
 // other tabs. A tab without them asks for a new request (once), which every tab then receives.
@@ -22,7 +26,12 @@ function store(link) {
   }
 }
 
-export function attach({ el, t, dispatch, announce, setText, clock, secondsLeft }) {
+// Resolves, once the step's styles (at `href`) are in force, to the step's painter.
+export async function attach(href, dispatch) {
+  await new Promise((onload, onerror) => {
+    const styles = { rel: "stylesheet", href, onload, onerror };
+    document.head.append(Object.assign(document.createElement("link"), styles));
+  });
   let link = null;
   let renewed = null; // a request whose link this tab no longer had, asked for again
   let received = null; // a request whose arrival was announced
@@ -30,6 +39,7 @@ export function attach({ el, t, dispatch, announce, setText, clock, secondsLeft 
   el.passportCancel.addEventListener("click", () => dispatch({ type: "leave" }));
 
   return function paint(v, state, now) {
+    const t = (key, params) => translate(state, key, params);
     if (state.passportLink?.id === v.id) link = state.passportLink;
     else if (link?.id !== v.id) link = stored(v.id);
     if (!link) {

@@ -1,8 +1,6 @@
-// The live connection (docs/protocol.md): one socket at a time. What a close means, and when to try
-// again, is the reducer's call; this only opens, sends and reports.
+// One socket at a time. What a close means, and when to retry, is the reducer's call.
 export function connection(url, dispatch, received) {
-  let socket = null;
-  let timer = null;
+  let socket, timer;
   const closed = (code) => dispatch({ type: "close", code, random: Math.random() });
 
   function open() {
@@ -15,12 +13,8 @@ export function connection(url, dispatch, received) {
     const opened = socket;
     opened.onopen = () => {
       dispatch({ type: "open" });
-      // The server greets every socket with `state`; if that frame is lost, ask for it.
-      setTimeout(() => {
-        if (!received() && socket === opened && opened.readyState === WebSocket.OPEN) {
-          opened.send('{"type":"state"}');
-        }
-      }, 5000);
+      // The server greets every socket with `state`; if that is lost, ask.
+      setTimeout(() => received() || socket !== opened || opened.send('{"type":"state"}'), 5000);
     };
     opened.onmessage = (event) => {
       let frame;

@@ -1,4 +1,4 @@
-// The server's deadlines, counted down locally (pure: `now` is always passed in, in ms).
+// The server's deadlines, counted down locally (`now` in ms).
 
 export const deadline = (seconds, now) => (seconds == null ? null : now + Number(seconds) * 1000);
 export const secondsLeft = (at, now) => (at == null ? 0 : Math.max(0, Math.ceil((at - now) / 1000)));
@@ -10,9 +10,9 @@ export function clock(seconds) {
   return s >= 3600 ? `${Math.floor(s / 3600)}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
 }
 
-// What the resend slot shows for `v`: nothing, "requesting", a countdown, or the button.
+// The resend slot: hidden, requesting, a countdown, or the button.
 export function resendSlot(state, v, now) {
-  // A delivery that could only come after the code has expired is not offered.
+  // Nothing is offered that could only come after the code expired.
   const { resendAt, expiresAt } = state;
   const outlasts = expiresAt != null && resendAt != null && resendAt >= expiresAt;
   if (!v.next_type || outlasts || [state.resendUnavailableId, state.codeExpiredId].includes(v.id)) {
@@ -23,7 +23,7 @@ export function resendSlot(state, v, now) {
   return left ? { mode: "countdown", left } : { mode: "button" };
 }
 
-// Exponential backoff with equal jitter: tabs dropped together by a restart come back apart.
+// Equal jitter: tabs dropped together by a restart come back apart.
 export function backoff(failures, random) {
   const ceiling = Math.min(30, 2 ** (failures - 1));
   return (ceiling / 2 + (random * ceiling) / 2) * 1000;
