@@ -303,7 +303,9 @@ SETTINGS: tuple[Setting, ...] = (
         "DEFAULT_REGION",
         "",
         str,
-        'Region assumed for numbers typed without a country code (`""` = require `+country`).',
+        "Region assumed for numbers typed without a country code, and the country the page's "
+        'picker starts at (`""`: such numbers are refused, and the picker starts at the country '
+        "of the visitor's language).",
     ),
     Setting(
         "ALLOWED_REGIONS",
