@@ -53,11 +53,10 @@ export function phoneFormat({ regions }) {
     }
     if (!regions[region]) return { region, text, e164: text.trim(), national: digits };
     const [code, prefix, lengths] = regions[region];
-    const dialled = prefix && starts(prefix, digits);
-    const rest = digits.slice(dialled?.length);
+    const rest = digits.slice(prefix && starts(prefix, digits)?.length);
     // A national prefix, unless only with it is the length usual (RU 800...).
     const shown =
-      dialled &&
+      rest !== digits &&
       (lengths.includes(rest.length) || !lengths.includes(digits.length)) &&
       (rest[2] ? show(region, rest, 1) : digits);
     const national = shown ? rest : digits;
