@@ -359,6 +359,22 @@ test("a socket closed again and again waits longer each time, even though each o
   assert.deepEqual(delays, [2000, 4000, 8000, 16_000]);
 });
 
+test("a socket refused before its handshake (4003 origin, 4013 too many) retries quietly", () => {
+  for (const code of [4003, 4013]) {
+    let state = initial(STRINGS);
+    state = update(state, { type: "close", code, random: 1 });
+    assert.equal(state.connection, "closed");
+    assert.ok(!state.banner);
+    assert.deepEqual(kinds(state, "reconnect"), [[1000]]);
+    state = update(state, { type: "close", code, random: 1 });
+    assert.deepEqual(kinds(state, "reconnect"), [[2000]]);
+  }
+  // Once a socket has opened, losing it says "Reconnecting…" (once), and no reload is offered.
+  const state = run([{ type: "close", code: 4013, random: 0 }]);
+  assert.deepEqual(state.banner, { text: "Reconnecting…", error: false, reload: false });
+  assert.deepEqual(said(state), ["Reconnecting…"]);
+});
+
 test("a handshake refused three times says what to check, and shows the first step", () => {
   let state = initial(STRINGS);
   for (let i = 0; i < 2; i += 1) state = update(state, { type: "close", code: 1006, random: 0 });
