@@ -97,6 +97,13 @@ def test_typing_plus_and_a_calling_code_switches_the_country(
     expect(country).to_have_value("KZ")
     expect(phone).to_have_value("+7 771 000 9991")
 
+    # 00, the international prefix most countries dial, becomes +.
+    phone.fill("")
+    phone.press_sequentially("00447400")
+    expect(phone).to_have_value("+44 7400")
+    phone.press_sequentially("123456")
+    expect(phone).to_have_value("+44 7400 123456")
+
     # Picking "Other" writes the number with its calling code; picking a country again keeps the
     # national number, written that country's way.
     country.select_option("GB")

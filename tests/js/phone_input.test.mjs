@@ -85,6 +85,10 @@ test("+ and a calling code switch the country and format the rest", () => {
   assert.equal(parse("US", "+1 268 464 1234").region, "AG");
   assert.equal(parse("CA", "+1 416 555 1234").region, "CA");
   assert.equal(parse("KZ", "+7 912").region, "RU");
+  // 00, the international prefix of most countries, is read as +.
+  assert.deepEqual(parse("RU", "0044 7400 123456"), {
+    region: "GB", text: "+44 7400 123456", e164: "+447400123456", national: "7400123456",
+  });
   // Until a code is complete the country stays.
   assert.equal(parse("RU", "+").region, "RU");
   assert.equal(parse("RU", "+4").region, "RU");

@@ -38,6 +38,7 @@ export function phoneFormat({ regions }) {
     return fill(t, digits);
   };
   return (region, text) => {
+    text = text.replace(/^(\s*)00/, "$1+"); // the international prefix of most countries
     const digits = only(text);
     const e164 = `+${digits}`;
     if (plus(text)) {
@@ -81,15 +82,16 @@ export function phoneInput(input, select, { url, region, regions, lang = documen
   };
   input.addEventListener("input", ({ inputType }) => {
     if (!parse) return;
-    const text = input.value;
+    const typed = input.value;
+    const text = typed.replace(/^(\s*)00/, "$1+");
     const digits = only(text);
-    let caret = only(text.slice(0, input.selectionStart)).length;
+    let caret = only(typed.slice(0, input.selectionStart)).length - (typed === text ? 0 : 2);
     // Deleting a space or a dash deletes the digit beside it.
     const at = inputType === "deleteContentForward" ? caret : caret - 1;
     const gone = /^delete/.test(inputType) && digits.length === only(before).length && at >= 0;
     show(gone ? (plus(text) ? "+" : "") + digits.slice(0, at) + digits.slice(at + 1) : text);
     if (gone) caret = at;
-    if (input.value === text) return;
+    if (input.value === typed) return;
     let position = +plus(text);
     for (let seen = 0; seen < caret && input.value[position]; ) seen += /\d/.test(input.value[position++]);
     input.setSelectionRange(position, position);
