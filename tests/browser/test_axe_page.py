@@ -385,6 +385,10 @@ def test_passport_steps(
     inbox = page.context.new_page()
     inbox.goto("/sandbox/")
     inbox.fill("#passport-phone", "+1000000000")
+    # The sandbox inbox (DEBUG), the request's authorization form open, is checked too.
+    inbox.click(f'#passport-requests button[data-open="{request_id}"]')
+    expect(inbox.locator(".passport-form:not([hidden])")).to_have_count(1)
+    check(inbox, "the sandbox inbox with a Passport form open")
     inbox.locator(f'#passport-requests button[data-id="{request_id}"]').click()
     inbox.close()
     wait_for_step(page, "number")
