@@ -1,10 +1,10 @@
-// The phone field's country picker and formatting; phone_regions.py describes the data.
+// The phone field's country picker and formatting (data: verification/phone_regions.py).
 const only = (text) => text.replace(/\D/g, "");
 const plus = (text) => /^\s*\+/.test(text);
 const starts = (pattern, digits) => new RegExp(`^(?:${pattern})`).exec(digits)?.[0];
 const slots = (template, slot = /[#~]/g) => template.match(slot)?.length ?? 0;
 
-// "~" slots take digits while the "#" ones are not all filled, then as needed.
+// "~" slots take digits while "#" ones are left, then as needed.
 export function fill(template, digits) {
   let spare = digits.length - slots(template, /#/g);
   const short = spare < 0;
@@ -19,7 +19,7 @@ export function fill(template, digits) {
   return out;
 }
 
-// (region, text) -> {region of the calling code ("" if unknown), text, e164, national}
+// (region, text) -> {region ("" if the code is unknown), text, e164, national}
 export function phoneFormat({ regions }) {
   const main = {};
   for (const region in regions) main[regions[region][0]] ??= region;
@@ -38,7 +38,7 @@ export function phoneFormat({ regions }) {
     return fill(t, digits);
   };
   return (region, text) => {
-    text = text.replace(/^(\s*)00/, "$1+"); // the international prefix of most countries
+    text = text.replace(/^(\s*)00/, "$1+");
     const digits = only(text);
     const e164 = `+${digits}`;
     if (plus(text)) {
@@ -65,7 +65,7 @@ export function phoneFormat({ regions }) {
   };
 }
 
-// The select is labelled, its one option ("") any other country. Returns {e164(), set(text), ready}.
+// select: labelled, its one option ("") any other country. -> {e164(), set(text), ready}
 export function phoneInput(input, select, { url, region, regions, lang = document.documentElement.lang }) {
   const hint = input.placeholder;
   let parse;
@@ -113,7 +113,7 @@ export function phoneInput(input, select, { url, region, regions, lang = documen
         .map((each) => [names.of(each), each])
         .sort(([a], [b]) => compare(a, b))
         .forEach(([name, each]) => select.add(new Option(`${name} +${data[each][0]}`, each)));
-      // The first browser language that is the page's (en-GB: GB), or the page's (ru: RU).
+      // The first browser language that is the page's (en-GB: GB), else the page's (ru: RU).
       const page = new Intl.Locale(lang).language;
       const tag = navigator.languages.find((each) => new Intl.Locale(each).language === page);
       select.value = region || new Intl.Locale(tag || lang).maximize().region;

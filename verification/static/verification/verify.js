@@ -4,8 +4,11 @@ import { codeShape, initial, update, visible } from "./verify_state.js";
 import { el, focus, paint } from "./verify_render.js";
 import { alert, announce, silence } from "./verify_speech.js";
 import { connection } from "./verify_socket.js";
+import { phoneInput } from "./phone_input.js";
 
 const app = el.verification;
+const { phoneRegions: url, phoneRegion: region, phoneOffered: regions } = app.dataset;
+const picker = phoneInput(el.phoneInput, el.phoneCountry, { url, region, regions });
 let strings = {};
 try {
   strings = JSON.parse(el.verificationStrings.textContent);
@@ -27,7 +30,7 @@ const actions = {
   silence,
   send: socket.send,
   reconnect: socket.later,
-  phone: (value) => (el.phoneInput.value = value),
+  phone: (value) => picker.set(value),
   clearCode: () => (el.codeInput.value = ""),
   loadPassport,
   focus: (target, select) => focus(target, state.step, select),
@@ -75,10 +78,15 @@ const submit = (form, type, input, key) =>
     event.preventDefault();
     dispatch({ type, [key]: el[input].value });
   });
-submit("numberForm", "send_code", "phoneInput", "phone");
+on("numberForm", "submit", (event) => {
+  event.preventDefault();
+  dispatch({ type: "send_code", phone: picker.e164() });
+});
 submit("codeForm", "verify", "codeInput", "value");
-const typed = () => dispatch({ type: "phone_input", value: el.phoneInput.value });
+const typed = () => dispatch({ type: "phone_input", value: picker.e164() });
 on("phoneInput", "input", typed);
+on("phoneCountry", "change", typed);
+picker.ready.then(typed);
 const shape = () => visible(state) && codeShape(visible(state));
 on("codeInput", "paste", (event) => {
   const code = shape();
