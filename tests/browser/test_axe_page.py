@@ -119,6 +119,10 @@ def number(language: str, rest: str) -> str:
 
 def wait_for_step(page: Page, step: str) -> None:
     html = page.locator("html")
+    # A page without a session connects once the visitor acts in it.
+    expect(html).to_have_attribute("data-connection", re.compile(r"^(waiting|open)$"))
+    if html.get_attribute("data-connection") == "waiting":
+        page.locator("#phone-input").click()
     expect(html).to_have_attribute("data-connection", "open")
     expect(html).to_have_attribute("data-verification-state", step)
 
@@ -164,6 +168,8 @@ def test_number_step(
     js_errors: list[str],
 ) -> None:
     page, relay = visit()
+    expect(page.locator("#phone-input")).to_be_visible()
+    check(page, "the page as loaded")
     wait_for_step(page, "number")
     check(page, "the number step")
 
