@@ -45,15 +45,25 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _set_cookie(response: http.client.HTTPResponse, name: str) -> str:
+    for header, value in response.getheaders():
+        if header.lower() == "set-cookie" and value.startswith(f"{name}="):
+            return value.split(";")[0]
+    raise RuntimeError(f"no {name} cookie was set")
+
+
 def session_cookie(port: int) -> str:
+    """Load the page, then ask for the session its first act gets (loading writes none)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.request("GET", "/")
     response = connection.getresponse()
     response.read()
-    for header, value in response.getheaders():
-        if header.lower() == "set-cookie" and value.startswith("sessionid="):
-            return value.split(";")[0]
-    raise RuntimeError("the page set no session cookie")
+    csrf = _set_cookie(response, "csrftoken")
+    headers = {"Cookie": csrf, "X-CSRFToken": csrf.split("=", 1)[1]}
+    connection.request("POST", "/session/", headers=headers)
+    response = connection.getresponse()
+    response.read()
+    return _set_cookie(response, "sessionid")
 
 
 async def flood(url: str, headers: dict[str, str], frames: int, observe: float) -> str:

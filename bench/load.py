@@ -79,9 +79,17 @@ class Errors:
 # Pages -------------------------------------------------------------------------------------
 
 
+def _set_cookie(response: http.client.HTTPResponse, name: str) -> str:
+    for header, value in response.getheaders():
+        if header.lower() == "set-cookie" and value.startswith(f"{name}="):
+            return value.split(";", 1)[0]
+    raise RuntimeError(f"no {name} cookie was set")
+
+
 class Pages:
     """Loads the page for many tabs over a few keep-alive connections, as fast as the site
-    answers; each answer's ``sessionid`` cookie is one tab's session."""
+    answers, and asks each for its session (the ``sessionid`` cookie), as a tab does on the
+    visitor's first act."""
 
     def __init__(self) -> None:
         self.local = threading.local()
@@ -108,10 +116,15 @@ class Pages:
                 continue
             if response.status != 200:
                 raise RuntimeError(f"page HTTP {response.status}")
-            for header, value in response.getheaders():
-                if header.lower() == "set-cookie" and value.startswith("sessionid="):
-                    return value.split(";", 1)[0]
-            raise RuntimeError("page set no sessionid cookie")
+            # Loading writes no session: the tab asks for one, as the page does on a first act.
+            csrf = _set_cookie(response, "csrftoken")
+            headers = {"Cookie": csrf, "X-CSRFToken": csrf.split("=", 1)[1]}
+            connection.request("POST", "/session/", headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"session HTTP {response.status}")
+            return _set_cookie(response, "sessionid")
         raise AssertionError("unreachable")
 
     def load_many(self, ports: list[int], errors: Errors) -> list[str | None]:

@@ -488,6 +488,8 @@ def site_environment(options: argparse.Namespace, **values: str) -> dict[str, st
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": options.log_level,
         "VERIFICATION_RATE_LIMITS": "off",
+        "VERIFICATION_CHALLENGE_AFTER": "off",
+        "VERIFICATION_NEW_SESSIONS_LIMIT": "off",
         # Every tab of the bench comes from 127.0.0.1: no cap on sockets per address.
         "VERIFICATION_MAX_SOCKETS_PER_ADDRESS": "0",
         "VERIFICATION_REQUIRE_LOGIN": "0",

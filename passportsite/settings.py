@@ -235,6 +235,17 @@ def rate_limits(value: str) -> dict[str, tuple[int, int] | None] | None:
     return limits
 
 
+def count_per_span(name: str, value: str) -> tuple[int, int] | None:
+    """A ``(count, seconds)`` setting from ``count/seconds``, or ``off`` for None."""
+    value = value.strip()
+    if value.lower() == "off":
+        return None
+    count, _, seconds = value.partition("/")
+    if not (count.strip().isdigit() and seconds.strip().isdigit()):
+        raise environ.ImproperlyConfigured(f"{name}: {value!r} is not count/seconds or off.")
+    return (int(count), int(seconds))
+
+
 def trusted_proxies(value: str) -> int | list[str]:
     """VERIFICATION["TRUSTED_PROXIES"] from a count (``1``) or ``address,network/bits,...``."""
     value = value.strip()
@@ -272,6 +283,14 @@ VERIFICATION = {
         env.str("VERIFICATION_RATE_LIMITS", default="session=10/600,phone=5/3600,ip=30/3600")
     ),
     "TRUSTED_PROXIES": trusted_proxies(env.str("VERIFICATION_TRUSTED_PROXIES", default="0")),
+    "CHALLENGE_AFTER": count_per_span(
+        "VERIFICATION_CHALLENGE_AFTER", env.str("VERIFICATION_CHALLENGE_AFTER", default="3/3600")
+    ),
+    "CHALLENGE_DIFFICULTY": env.int("VERIFICATION_CHALLENGE_DIFFICULTY", default=18),
+    "NEW_SESSIONS_LIMIT": count_per_span(
+        "VERIFICATION_NEW_SESSIONS_LIMIT",
+        env.str("VERIFICATION_NEW_SESSIONS_LIMIT", default="60/3600"),
+    ),
     "MAX_SOCKETS_PER_ADDRESS": env.int("VERIFICATION_MAX_SOCKETS_PER_ADDRESS", default=50),
     "MAX_ATTEMPTS": env.int("VERIFICATION_MAX_ATTEMPTS", default=5),
     "ALLOWED_REGIONS": env.list("VERIFICATION_ALLOWED_REGIONS", default=[]),

@@ -168,19 +168,31 @@ def free_port() -> Callable[[], int]:
     return _free_port
 
 
-def _page_session(port: int) -> str:
-    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
-    for header in page.headers.get_all("Set-Cookie") or []:
+def _cookie(response: Any, name: str) -> str:
+    for header in response.headers.get_all("Set-Cookie") or []:
         cookie = header.split(";")[0]
-        if cookie.startswith("sessionid="):
+        if cookie.startswith(f"{name}="):
             return cookie
-    raise AssertionError("the page set no session cookie")
+    raise AssertionError(f"no {name} cookie was set")
+
+
+def _page_session(port: int) -> str:
+    url = f"http://127.0.0.1:{port}"
+    page = urllib.request.urlopen(f"{url}/", timeout=10)
+    csrf = _cookie(page, "csrftoken")
+    # Loading writes no session: the page asks for one when the visitor first acts.
+    request = urllib.request.Request(
+        f"{url}/session/",
+        method="POST",
+        headers={"Cookie": csrf, "X-CSRFToken": csrf.split("=", 1)[1]},
+    )
+    return _cookie(urllib.request.urlopen(request, timeout=10), "sessionid")
 
 
 @pytest.fixture(scope="session")
 def page_session() -> Callable[[int], str]:
-    """``page_session(port)``: load the page of the site on ``port`` as a browser does; the
-    ``sessionid=…`` cookie it gives (the page sets others too, such as ``csrftoken``)."""
+    """``page_session(port)``: load the page of the site on ``port`` and act in it, as a
+    browser does; the ``sessionid=…`` cookie the page's session endpoint gives."""
     return _page_session
 
 
@@ -212,6 +224,11 @@ def site_environment() -> Callable[..., dict[str, str]]:
             "DEBUG": "1",
             "ALLOWED_HOSTS": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
+            # Every test visits from 127.0.0.1: the challenge and the new-session limit would
+            # otherwise hold the address after a few sessions (tests/test_challenges.py and
+            # tests/test_sessions.py test them).
+            "VERIFICATION_CHALLENGE_AFTER": "off",
+            "VERIFICATION_NEW_SESSIONS_LIMIT": "off",
             **variables,
         }
 

@@ -393,6 +393,8 @@ def visitor_frames(server: str) -> list[dict]:
     """A visitor loads the page and verifies VISITOR_PHONE over the WebSocket."""
     visitor = Browser(server)
     visitor.get("/verify/")
+    # The page writes no session until the visitor acts; then it asks the app for one.
+    visitor.open("/verify/session/", {})
     cookie = f"sessionid={visitor.cookie('sessionid')}"
     return asyncio.run(_verify_over_websocket(server, cookie))
 

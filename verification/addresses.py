@@ -104,3 +104,14 @@ def address_bucket(ip: str | None) -> str:
         # One subscriber usually holds a whole /64.
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
+
+
+def request_address(request: Any) -> str | None:
+    """The visitor's address for a Django request (ASGI or WSGI), as for its sockets."""
+    scope = getattr(request, "scope", None)
+    if scope is not None:
+        return client_address(scope)
+    peer = request.META.get("REMOTE_ADDR") or None
+    trusted = get_config()["TRUSTED_PROXIES"]
+    forwarded_for = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    return forwarded_client(peer=peer, forwarded_for=forwarded_for, trusted=trusted)

@@ -293,6 +293,49 @@ SETTINGS: tuple[Setting, ...] = (
         sign="non-negative",
     ),
     Setting(
+        "CHALLENGE_AFTER",
+        (3, 3600),
+        (list, tuple, type(None)),
+        "`(count, seconds)`: once one session, or one client address (IPv6 per /64), has sent "
+        "`count` codes in any span of `seconds`, its next `send_code` must first pass the "
+        "`CHALLENGE` (a proof-of-work the page solves in a few hundred milliseconds). "
+        "A count of 0 asks for it before every send; `None` switches the challenge off "
+        "([docs/security.md](docs/security.md#a-challenge-before-sending)).",
+    ),
+    Setting(
+        "CHALLENGE_DIFFICULTY",
+        18,
+        int,
+        "Leading zero bits the built-in hashcash challenge asks for: each bit more doubles the "
+        "page's work (18 took desktop Chromium 0.16 s on average, a phone takes several times "
+        "that) and not the server's, which checks an answer with one hash.",
+        sign="positive",
+    ),
+    Setting(
+        "CHALLENGE",
+        "verification.challenges.HashcashChallenge",
+        str,
+        "Dotted path of the challenge class (a `verification.challenges.Challenge`); the default "
+        "needs no third-party service. Plug in a hosted CAPTCHA with a class of your own "
+        "([how](docs/security.md#a-hosted-captcha-instead)).",
+    ),
+    Setting(
+        "CHALLENGE_OPTIONS",
+        {},
+        dict,
+        "Keyword arguments for the `CHALLENGE` class. `HashcashChallenge` takes `difficulty` "
+        "(default `CHALLENGE_DIFFICULTY`) and `lifetime` (seconds an issued puzzle stays "
+        "solvable, default 300).",
+    ),
+    Setting(
+        "NEW_SESSIONS_LIMIT",
+        (60, 3600),
+        (list, tuple, type(None)),
+        "`(count, seconds)`: sessions one client address (IPv6 per /64) may start through the "
+        "page's session endpoint in any span of `seconds` (the page starts one when the visitor "
+        "first acts; loading it starts none). `None` switches the limit off.",
+    ),
+    Setting(
         "ALLOW_TEST_NUMBERS",
         None,
         (bool, type(None)),

@@ -20,6 +20,7 @@ from phonenumbers import SUPPORTED_REGIONS
 
 from .addresses import trusted_proxies_invalid
 from .app_settings import BY_NAME, RATE_LIMIT_SCOPES, SETTINGS, get_config, unknown_keys
+from .challenges import Challenge
 from .gateway import gateway_options
 from .gateway.base import TelegramGateway
 from .models import PhoneVerification
@@ -334,6 +335,70 @@ def check_trusted_proxies(app_configs: Any = None, **kwargs: Any) -> Messages:
             id="verification.E013",
         )
         for entry in invalid
+    ]
+
+
+def _is_threshold(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in value)
+        and value[0] >= 0
+        and value[1] > 0
+    )
+
+
+@register()
+def check_challenge_after_and_new_sessions_limit(
+    app_configs: Any = None, **kwargs: Any
+) -> Messages:
+    """CHALLENGE_AFTER and NEW_SESSIONS_LIMIT are (count, seconds) or None: integers, the count
+    not negative (0 challenges every send) and the span positive; NEW_SESSIONS_LIMIT's count is
+    positive (0 would refuse every visitor)."""
+    if (config := _config()) is None:
+        return []
+    messages: Messages = []
+    for name in ("CHALLENGE_AFTER", "NEW_SESSIONS_LIMIT"):
+        value = config[name]
+        if value is None:
+            continue
+        if _is_threshold(value) and not (name == "NEW_SESSIONS_LIMIT" and value[0] == 0):
+            continue
+        messages.append(
+            Error(
+                f"VERIFICATION[{name!r}] must be (count, seconds) or None, not {value!r}.",
+                hint="For example (3, 3600): three in any hour.",
+                id="verification.E015",
+            )
+        )
+    return messages
+
+
+@register()
+def check_challenge_class(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """CHALLENGE names an importable Challenge subclass that takes CHALLENGE_OPTIONS."""
+    if (config := _config()) is None:
+        return []
+    try:
+        challenge = import_string(config["CHALLENGE"])
+    except ImportError as exc:
+        problem = f"cannot be imported: {exc}"
+    else:
+        if not (isinstance(challenge, type) and issubclass(challenge, Challenge)):
+            problem = "is not a verification.challenges.Challenge subclass"
+        else:
+            try:
+                inspect.signature(challenge).bind(**config["CHALLENGE_OPTIONS"])
+                return []
+            except TypeError as exc:
+                problem = f"does not take CHALLENGE_OPTIONS: {exc}"
+    return [
+        Error(
+            f"VERIFICATION['CHALLENGE'] {config['CHALLENGE']!r} {problem}.",
+            hint="Use verification.challenges.HashcashChallenge (the default) or a subclass of "
+            "verification.challenges.Challenge.",
+            id="verification.E016",
+        )
     ]
 
 

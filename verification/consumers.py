@@ -16,6 +16,7 @@ from django.utils.translation.trans_real import parse_accept_lang_header
 from . import engine, runtime
 from .addresses import address_bucket, client_address
 from .app_settings import get_config
+from .challenges import ChallengeError
 from .db import db
 from .dispatch import Request
 from .errors import MESSAGES, ErrorCode, VerificationError
@@ -148,7 +149,10 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
             self.watchdogs.expect(await handler(content))
         except VerificationError as exc:
             await self.send_error(
-                exc.code, await engine.current(self.owner), retry_after=exc.retry_after
+                exc.code,
+                await engine.current(self.owner),
+                retry_after=exc.retry_after,
+                challenge=exc.challenge if isinstance(exc, ChallengeError) else None,
             )
         except Exception:
             logger.exception("Handling %r failed", content["type"])
@@ -188,6 +192,7 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
             phone_number=form.cleaned_data["phone_number"],
             region=form.region,
             ip_address=self.address,
+            challenge=content.get("challenge"),
         )
 
     async def on_passport_start(self, content: dict[str, Any]) -> None:

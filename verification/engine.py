@@ -69,14 +69,17 @@ async def start(
     phone_number: str,
     region: str = "",
     ip_address: str | None = None,
+    challenge: Any = None,
 ) -> Request | None:
-    """A new verification for ``owner`` (an active one is cancelled); its code goes out."""
+    """A new verification for ``owner`` (an active one is cancelled); its code goes out.
+    ``challenge`` is the page's answer to a challenge it was given, if any."""
     verification, cancelled = await db(services.verification_start)(
         owner=owner,
         user=user,
         phone_number=phone_number,
         region=region,
         ip_address=ip_address,
+        challenge=challenge,
     )
     for previous in cancelled:
         await hand_over(Request.new("cancel", previous))

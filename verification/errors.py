@@ -32,6 +32,8 @@ class ErrorCode(StrEnum):
     PASSPORT_UNAVAILABLE = "PASSPORT_UNAVAILABLE"
     PASSPORT_REJECTED = "PASSPORT_REJECTED"
     PHONE_NOT_ON_TELEGRAM = "PHONE_NOT_ON_TELEGRAM"
+    CHALLENGE_REQUIRED = "CHALLENGE_REQUIRED"
+    CHALLENGE_FAILED = "CHALLENGE_FAILED"
 
 
 MESSAGES = {
@@ -69,6 +71,12 @@ MESSAGES = {
     ),
     ErrorCode.PHONE_NOT_ON_TELEGRAM: _(
         "This number is not on Telegram, so we cannot send it a code there."
+    ),
+    ErrorCode.CHALLENGE_REQUIRED: _(
+        "Your browser needs to pass a quick check before we send another code."
+    ),
+    ErrorCode.CHALLENGE_FAILED: _(
+        "The browser check did not pass or took too long. Send the code again."
     ),
 }
 

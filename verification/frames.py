@@ -26,11 +26,14 @@ def error_frame(
     verification: PhoneVerification | None = None,
     *,
     retry_after: int | None = None,
+    challenge: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An error frame. ``message`` is filled in (translated) by the consumer that sends it."""
     data: dict[str, Any] = {"type": "error", "code": code.value, "message": str(MESSAGES[code])}
     if retry_after is not None:
         data["retry_after"] = retry_after
+    if challenge is not None:
+        data["challenge"] = challenge
     if verification is not None:
         data["verification"] = verification_snapshot(verification)
     return data

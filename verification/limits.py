@@ -106,3 +106,15 @@ def limits_release(*, keys: list[str]) -> None:
     """Give back sends counted by :func:`limits_take` that did not happen."""
     for key in keys:
         _give_back(key)
+
+
+def limits_used(*, limit: Limit, now: float) -> int:
+    """The sends ``limit`` has counted in the span ending at ``now`` (nothing is counted)."""
+    counts = cache.get_many([limit.key(index) for index in limit.indexes(now)])
+    return sum(int(count or 0) for count in counts.values())
+
+
+def limits_count(*, limits: list[Limit], now: float) -> None:
+    """Count one send against every limit without judging it (for thresholds, not caps)."""
+    for limit in limits:
+        _count(limit.key(limit.indexes(now)[-1]), limit.seconds + limit.slice + 1)

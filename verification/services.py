@@ -21,6 +21,7 @@ from django.utils import timezone
 from . import rows, signals
 from .addresses import address_bucket as _ip_bucket
 from .app_settings import get_config
+from .challenges import challenge_count, challenge_pass
 from .errors import ErrorCode, VerificationError
 from .gateway.base import LoginResult, SentCode
 from .gateway.telegram_gateway import DELIVERY_RANK
@@ -102,12 +103,16 @@ def verification_start(
     phone_number: str,
     region: str = "",
     ip_address: str | None = None,
+    challenge: Any = None,
 ) -> tuple[PhoneVerification, list[PhoneVerification]]:
     """Start a verification for ``owner``; returns it and the active ones it cancelled.
 
     One transaction. The database holds "one active verification per owner" (a partial unique
     constraint): when two tabs start at once, the loser's insert conflicts, and it retries,
     cancelling the winner's verification as any later start would.
+
+    Past ``CHALLENGE_AFTER`` sends, ``challenge`` (the page's answer) must pass the challenge
+    (:mod:`verification.challenges`) before anything is counted.
     """
     now = timezone.now()
     flood_until = cache.get(_flood_key(phone_number))
@@ -115,18 +120,20 @@ def verification_start(
         raise VerificationError(
             ErrorCode.FLOOD_WAIT, retry_after=math.ceil((flood_until - now).total_seconds())
         )
+    address = _ip_bucket(ip_address)
+    challenge_pass(owner=owner, address=address, answer=challenge, now=now.timestamp())
     limits = _limits(
         [
             ("session", owner),
             ("phone", phone_number),
-            ("ip", _ip_bucket(ip_address)),
+            ("ip", address),
             ("user", str(user.pk) if user is not None else ""),
             ("global", "all"),
         ]
     )
     taken = limits_take(limits=limits, now=now.timestamp())
     try:
-        return race_retried(
+        started = race_retried(
             lambda: _start(
                 owner=owner, user=user, phone_number=phone_number, region=region,
                 ip_address=ip_address, now=now,
@@ -136,6 +143,8 @@ def verification_start(
         # A send that never happened (no account, a lost race) uses up no quota.
         limits_release(keys=taken)
         raise
+    challenge_count(owner=owner, address=address, now=now.timestamp())
+    return started
 
 
 @transaction.atomic

@@ -16,16 +16,21 @@ from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import dispatch, passport, runtime, selectors, services
+from .addresses import address_bucket, request_address
 from .app_settings import get_config
 from .db import db
+from .errors import VerificationError
 from .forms import picker_regions, test_numbers_allowed
 from .frames import frame
 from .gateway.telegram_gateway import DELIVERY_STATUSES, report_signature
-from .owners import session_owner
+from .limits import Limit, limits_take
+from .owners import OWNER_SESSION_KEY, session_owner
 
 
 def _start_runtime(request: HttpRequest) -> None:
@@ -44,14 +49,23 @@ def _sandbox_inbox_available() -> bool:
 
 @require_GET
 def verify(request: HttpRequest) -> HttpResponse:
-    """The visitor's page. Loading it gives the browser the session its socket acts for."""
+    """The visitor's page. Loading it writes no session: the page asks :func:`session_start`
+    for one when the visitor first acts (a crawler's or an attacker's GETs leave no rows)."""
     config = get_config()
     if config["REQUIRE_LOGIN"] and not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    session_owner(request.session)
+    # Reading loads the session the cookie names; an unknown or expired one leaves no key.
+    request.session.get(OWNER_SESSION_KEY)
+    get_token(request)  # the CSRF cookie, a cookie only: no session row
     _start_runtime(request)
     context: dict[str, Any] = {
         "websocket_path": "/ws/verification/",
+        # With a session the page connects at once (a reload resumes); without, it first asks
+        # session_url for one. The page's POST carries the CSRF cookie's token.
+        "has_session": request.session.session_key is not None,
+        "session_url": reverse("verification:session"),
+        # The module the page imports to solve a challenge, when one arrives.
+        "challenge_script": import_string(config["CHALLENGE"]).script,
         "sandbox_inbox_url": reverse("verification:sandbox_inbox")
         if _sandbox_inbox_available()
         else None,
@@ -62,6 +76,41 @@ def verify(request: HttpRequest) -> HttpResponse:
         "passport": passport.passport_bot() is not None,
     }
     return render(request, "verification/verify.html", context)
+
+
+#: The page shows this when its address started more sessions than ``NEW_SESSIONS_LIMIT``.
+NEW_SESSIONS_REFUSED = _("Too many new visits from your network. Please wait a while.")
+
+
+@require_POST
+def session_start(request: HttpRequest) -> JsonResponse:
+    """The page's first act: give the browser the session its socket acts for (CSRF-protected).
+
+    A browser that has a session keeps it (200, ``created`` false). A new session is counted
+    against ``NEW_SESSIONS_LIMIT`` per client address (IPv6 per /64); over it the answer is 429
+    with ``retry_after`` and a ``Retry-After`` header, and no session is written.
+    """
+    if request.session.get(OWNER_SESSION_KEY) and request.session.session_key is not None:
+        return JsonResponse({"created": False})
+    if request.session.session_key is None:
+        limit = get_config()["NEW_SESSIONS_LIMIT"]
+        bucket = address_bucket(request_address(request))
+        if limit is not None and bucket:
+            try:
+                limits_take(limits=[Limit("new-session", bucket, *limit)], now=time.time())
+            except VerificationError as refused:
+                response = JsonResponse(
+                    {
+                        "code": refused.code.value,
+                        "message": str(NEW_SESSIONS_REFUSED),
+                        "retry_after": refused.retry_after,
+                    },
+                    status=429,
+                )
+                response["Retry-After"] = str(refused.retry_after)
+                return response
+    session_owner(request.session)
+    return JsonResponse({"created": True})
 
 
 @require_GET

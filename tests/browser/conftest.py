@@ -116,6 +116,10 @@ def serve_site(tmp: Path, **extra_env: str) -> Iterator[LiveSite]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         # Every test sends from 127.0.0.1: the per-IP limit would otherwise cap the suite's size.
         "VERIFICATION_RATE_LIMITS": "session=10/600,phone=5/3600,ip=1000/3600",
+        # The same reason: the challenge and the new-session limit are per address
+        # (test_challenge.py serves a site with the challenge on).
+        "VERIFICATION_CHALLENGE_AFTER": "off",
+        "VERIFICATION_NEW_SESSIONS_LIMIT": "off",
         "PYTHONUNBUFFERED": "1",
         # Where the embedded Gateway sandbox posts its delivery reports.
         "SITE_URL": f"http://127.0.0.1:{port}",

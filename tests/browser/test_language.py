@@ -29,9 +29,10 @@ def test_switching_to_russian_and_back(new_page: Callable[..., Page], js_errors:
     russian = page.get_by_role("form", name="Язык").get_by_role("button", name="Русский")
     expect(russian).to_have_attribute("aria-current", "true")
 
-    # The socket's answers come in the chosen language as well (the language cookie).
-    expect(page.locator("html")).to_have_attribute("data-connection", "open")
+    # The socket's answers come in the chosen language as well (the language cookie). The page
+    # has no session yet: the visitor's typing starts one and connects.
     page.fill("#phone-input", "12")
+    expect(page.locator("html")).to_have_attribute("data-connection", "open")
     page.click("#send-code")
     expect(page.locator("#phone-error")).to_have_text(
         "Неверный номер телефона. Проверьте его и укажите код страны."

@@ -110,11 +110,15 @@ def test_the_page_works_with_debug_off(browser: Browser, deployed_site: str) -> 
     page.on("response", lambda r: scripts.append(r) if r.url.endswith(".js") else None)
     page.goto("/")
 
-    # The script ran: it opened the WebSocket, got the server's greeting and shows the first step.
+    # The script ran: it shows the first step and waits for the visitor, with no session yet.
     html = page.locator("html")
-    expect(html).to_have_attribute("data-connection", "open")
+    expect(html).to_have_attribute("data-connection", "waiting")
     expect(html).to_have_attribute("data-verification-state", "number")
     expect(page.locator("#phone-input")).to_be_visible()
+    # The visitor acts: the session (a CSRF-protected POST over HTTPS), then the WebSocket and
+    # the server's greeting.
+    page.locator("#phone-input").click()
+    expect(html).to_have_attribute("data-connection", "open")
 
     # WhiteNoise served the collected, hashed file, cacheable for good.
     [script] = [r for r in scripts if "/static/verification/verify." in r.url]

@@ -42,6 +42,37 @@ const actions = {
   },
 };
 const run = (effects) => effects.forEach(([kind, ...args]) => actions[kind](...args));
+const { challengeScript, challengeWorker: workerUrl, sessionUrl, csrfToken } = app.dataset;
+
+// A challenge before a send: its module (a worker inside) loads only when the server asks.
+actions.solve = (challenge) =>
+  import(challengeScript)
+    .then((module) => module.solve(challenge, { workerUrl }))
+    .then(
+      (answer) => dispatch({ type: "challenge_solved", answer }),
+      () => dispatch({ type: "challenge_failed" }),
+    );
+
+// No session yet (loading writes none): the visitor's first act asks for one, then connects. A
+// script's focus or event is no act.
+const ACTS = ["keydown", "pointerdown", "input", "paste"];
+function connectOnFirstAct() {
+  const act = (event) => {
+    if (!event.isTrusted) return;
+    ACTS.forEach((kind) => app.removeEventListener(kind, act, true));
+    fetch(sessionUrl, { method: "POST", headers: { "X-CSRFToken": csrfToken } })
+      .then((response) => (response.ok ? connect() : response.json().then((e) => Promise.reject(e))))
+      .catch((e) => {
+        dispatch({ type: "session_failed", message: e?.message, retryAfter: e?.retry_after });
+        connectOnFirstAct();
+      });
+  };
+  ACTS.forEach((kind) => app.addEventListener(kind, act, true));
+}
+function connect() {
+  setTimeout(() => dispatch({ type: "connecting" }), 1000);
+  socket.open();
+}
 
 function dispatch(event) {
   hadFocus = el.card.contains(document.activeElement);
@@ -127,7 +158,7 @@ setInterval(() => dispatch({ type: "tick" }), 250);
 el.card.setAttribute("aria-busy", "true");
 typed();
 if (typeof WebSocket === "undefined") dispatch({ type: "unavailable" });
-else {
-  setTimeout(() => dispatch({ type: "connecting" }), 1000);
-  socket.open();
-}
+else if (app.dataset.hasSession === "false") {
+  dispatch({ type: "waiting" });
+  connectOnFirstAct();
+} else connect();

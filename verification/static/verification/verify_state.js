@@ -107,9 +107,16 @@ const endedKey = (v) => (isPassport(v) ? "passport_expired" : "status_expired");
 
 // Offline: said beside what was tried; what was typed stays for later.
 function send(s, message, quiet) {
+  if (message.type === "send_code") s.lastSend = message;
   if (s.connection === "open") {
     fx(s, "send", message);
     if (message.type !== "state") s.lastAction = message.type;
+    return true;
+  }
+  // No session yet: it is being asked for (this act asked); the socket sends it once open.
+  if (s.connection === "waiting" && message.type !== "state") {
+    s.queued = message;
+    s.lastAction = message.type;
     return true;
   }
   const slot = { code: "code", passport: "status" }[s.step] ?? "phone";
@@ -187,6 +194,13 @@ function retry(s, quiet, random = 0.5) {
 
 function onError(s, frame) {
   const code = String(frame.code || "INTERNAL");
+  if (s.errors.status?.checking) delete s.errors.status;
+  if (code === "CHALLENGE_REQUIRED" && frame.challenge && s.lastSend) {
+    // Solved in a worker while this is shown and said; then the same send, with the answer.
+    showStatus(s, "checking_browser");
+    s.errors.status.checking = true;
+    return fx(s, "solve", frame.challenge);
+  }
   const retryAfter = frame.retry_after > 0 ? Number(frame.retry_after) : null;
   const until = retryAfter && deadline(retryAfter, s.now);
   const action = s.lastAction;
@@ -315,6 +329,28 @@ const events = {
   open(s) {
     Object.assign(s, { connection: "open", failures: 0, everOpened: true, banner: null });
     for (const slot in s.errors) if (s.errors[slot].offline) delete s.errors[slot];
+    if (s.queued) send(s, s.queued);
+    s.queued = null;
+  },
+  // Loading wrote no session: the page connects when the visitor first acts.
+  waiting(s) {
+    s.connection = "waiting";
+    show(s, false);
+  },
+  session_failed(s, { message, retryAfter }) {
+    s.queued = null;
+    s.pending = {};
+    showError(s, "phone", message || t(s, "error_fallback"), retryAfter);
+  },
+  challenge_solved(s, { answer }) {
+    delete s.errors.status;
+    const { challenge, ...message } = s.lastSend;
+    send(s, { ...message, challenge: answer });
+  },
+  challenge_failed(s) {
+    s.pending = {};
+    delete s.errors.status;
+    showError(s, "phone", t(s, "error_fallback"));
   },
   close(s, { code, random }) {
     const [key, reconnect] = CLOSED[code] ?? [];
