@@ -209,4 +209,10 @@ def test_russian_national_number_without_prefix_gets_the_server_s_answer(
     expect(page.locator("#phone-error")).to_have_text(
         "Неверный номер телефона. Проверьте его и укажите код страны."
     )
+
+    # + and a calling code switch the country here too.
+    phone.fill("")
+    phone.press_sequentially("+447400123456")
+    expect(phone).to_have_value("+44 7400 123456")
+    expect(page.locator("#phone-country option:checked")).to_have_text("Великобритания +44")
     assert js_errors == []
