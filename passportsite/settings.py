@@ -194,7 +194,7 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        else "passportsite.storage.StaticStorage"
     },
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

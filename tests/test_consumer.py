@@ -251,6 +251,10 @@ async def test_rate_limited(ready, open_tab, browser_session, settings):
     error = await tab.receive_until("error")
     assert error["code"] == "RATE_LIMITED"
     assert error["retry_after"] > 0
+    assert error["limit"] == "session"
+    assert error["message"] == (
+        "Too many codes were requested from this browser. Please wait a while."
+    )
 
 
 async def test_two_tabs_and_reconnect_resume(ready, open_tab, browser_session):

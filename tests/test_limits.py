@@ -49,6 +49,25 @@ def test_retry_after_says_when_the_oldest_send_leaves_the_window():
     assert take(limit, 1110.0)
 
 
+def test_a_refusal_names_the_limit_that_holds_longest():
+    """The visitor is told what was limited: this number, this browser, this network..."""
+    session = Limit("session", "owner", 1, 600)
+    address = Limit("ip", "203.0.113.7", 1, 3600)
+    assert take(session, 100.0)
+    with pytest.raises(VerificationError) as refused:
+        limits_take(limits=[session, address], now=100.0)
+    assert (refused.value.limit, refused.value.retry_after) == ("session", 620)
+    assert "this browser" in refused.value.message
+    assert take(Limit("ip", "203.0.113.8", 1, 3600), 100.0)
+    with pytest.raises(VerificationError) as refused:
+        limits_take(
+            limits=[Limit("session", "other", 1, 600), Limit("ip", "203.0.113.8", 1, 3600)],
+            now=200.0,
+        )
+    assert refused.value.limit == "address"
+    assert "your network" in refused.value.message
+
+
 def test_a_refused_send_gives_back_what_it_counted():
     """Refused by one scope, a send uses up no quota in the others."""
     roomy = Limit("session", "owner", 5, 600)
@@ -82,6 +101,8 @@ def test_sends_across_a_window_boundary_are_refused(fake_settings, make_sender, 
         services.verification_start(owner="o5", user=None, phone_number=PHONE)
     assert refused.value.code is ErrorCode.RATE_LIMITED
     assert refused.value.retry_after > 3000
+    assert refused.value.limit == "phone"
+    assert "this number" in refused.value.message
 
 
 @pytest.mark.django_db
@@ -103,6 +124,7 @@ def test_a_full_sender_account_passes_sends_to_the_others(fake_settings, make_se
     with pytest.raises(VerificationError) as refused:
         services.verification_start(owner="o5", user=None, phone_number=PHONE)
     assert refused.value.code is ErrorCode.RATE_LIMITED
+    assert refused.value.limit == "site"
 
 
 @pytest.mark.django_db
@@ -117,6 +139,7 @@ def test_the_global_budget(fake_settings, make_sender, settings):
     with pytest.raises(VerificationError) as refused:
         services.verification_start(owner="o9", user=None, phone_number="+9996691234")
     assert refused.value.code is ErrorCode.RATE_LIMITED
+    assert refused.value.limit == "site"
 
 
 # Processes counting at once on Redis (spawned processes import this module: no models above)

@@ -19,7 +19,7 @@ from .app_settings import get_config
 from .challenges import ChallengeError
 from .db import db
 from .dispatch import Request
-from .errors import MESSAGES, ErrorCode, VerificationError
+from .errors import ErrorCode, VerificationError, error_message
 from .forms import CodeForm, PhoneForm
 from .frames import error_frame, frame, group_name
 from .origins import CLOSE_ORIGIN_NOT_ALLOWED, origin_allowed
@@ -152,6 +152,7 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
                 exc.code,
                 await engine.current(self.owner),
                 retry_after=exc.retry_after,
+                limit=exc.limit,
                 challenge=exc.challenge if isinstance(exc, ChallengeError) else None,
             )
         except Exception:
@@ -247,7 +248,8 @@ class VerificationConsumer(AsyncJsonWebsocketConsumer):
     async def send_frame(self, data: dict[str, Any]) -> None:
         if data.get("type") == "error":
             with translation.override(self.language):
-                data = {**data, "message": str(MESSAGES[ErrorCode(data["code"])])}
+                message = error_message(ErrorCode(data["code"]), data.get("limit"))
+                data = {**data, "message": message}
         await self.send_json(data)
         if "verification" in data:
             self._watch(data["verification"])

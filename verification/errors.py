@@ -46,7 +46,7 @@ MESSAGES = {
         "Too many codes were requested for this number. Please try again later."
     ),
     ErrorCode.FLOOD_WAIT: _("Telegram asks us to wait before sending another code."),
-    ErrorCode.RATE_LIMITED: _("Too many attempts. Please wait before trying again."),
+    ErrorCode.RATE_LIMITED: _("Too many codes were requested. Please wait a while."),
     ErrorCode.PHONE_CODE_EMPTY: _("Enter the code you received."),
     ErrorCode.PHONE_CODE_INVALID: _("That code is not right. Check it and try again."),
     ErrorCode.PHONE_CODE_EXPIRED: _("This code has expired. Request a new one."),
@@ -81,14 +81,37 @@ MESSAGES = {
 }
 
 
-class VerificationError(Exception):
-    """A failure the visitor is told about with a stable protocol error code."""
+#: What a ``RATE_LIMITED`` error's ``limit`` field names: the limit that was spent.
+LIMIT_MESSAGES = {
+    "phone": _("Too many codes were requested for this number. Please wait a while."),
+    "session": _("Too many codes were requested from this browser. Please wait a while."),
+    "address": _("Too many codes were requested from your network. Please wait a while."),
+    "user": _("Too many codes were requested for your account. Please wait a while."),
+    "site": _("The site is sending too many codes right now. Please wait a while."),
+}
 
-    def __init__(self, code: ErrorCode, *, retry_after: int | None = None) -> None:
+
+def error_message(code: ErrorCode, limit: str | None = None) -> str:
+    """The visitor's translated message for ``code`` (and, when rate limited, its ``limit``)."""
+    if code is ErrorCode.RATE_LIMITED and limit in LIMIT_MESSAGES:
+        return str(LIMIT_MESSAGES[limit])
+    return str(MESSAGES[code])
+
+
+class VerificationError(Exception):
+    """A failure the visitor is told about with a stable protocol error code.
+
+    ``limit`` names, on ``RATE_LIMITED``, which limit was spent (a key of :data:`LIMIT_MESSAGES`).
+    """
+
+    def __init__(
+        self, code: ErrorCode, *, retry_after: int | None = None, limit: str | None = None
+    ) -> None:
         super().__init__(code.value)
         self.code = code
         self.retry_after = retry_after
+        self.limit = limit
 
     @property
     def message(self) -> str:
-        return str(MESSAGES[self.code])
+        return error_message(self.code, self.limit)

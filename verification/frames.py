@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import MESSAGES, ErrorCode
+from .errors import ErrorCode, error_message
 from .models import PhoneVerification
 from .selectors import verification_snapshot
 
@@ -26,12 +26,19 @@ def error_frame(
     verification: PhoneVerification | None = None,
     *,
     retry_after: int | None = None,
+    limit: str | None = None,
     challenge: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An error frame. ``message`` is filled in (translated) by the consumer that sends it."""
-    data: dict[str, Any] = {"type": "error", "code": code.value, "message": str(MESSAGES[code])}
+    data: dict[str, Any] = {
+        "type": "error",
+        "code": code.value,
+        "message": error_message(code, limit),
+    }
     if retry_after is not None:
         data["retry_after"] = retry_after
+    if limit is not None:
+        data["limit"] = limit
     if challenge is not None:
         data["challenge"] = challenge
     if verification is not None:

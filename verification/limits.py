@@ -26,6 +26,17 @@ from .errors import ErrorCode, VerificationError
 SLICES = 10
 
 
+#: The public name (a ``RATE_LIMITED`` error's ``limit``) of each internal scope.
+PUBLIC_SCOPES = {
+    "session": "session",
+    "phone": "phone",
+    "ip": "address",
+    "user": "user",
+    "global": "site",
+    "account": "site",
+}
+
+
 @dataclass(frozen=True)
 class Limit:
     """``count`` sends per ``seconds``, for one value (a phone number, an address...) of a scope."""
@@ -88,17 +99,19 @@ def limits_take(*, limits: list[Limit], now: float) -> list[str]:
         taken.append((limit, key, _count(key, limit.seconds + limit.slice + 1)))
     older = {limit: [limit.key(i) for i in limit.indexes(now)[:-1]] for limit, _, _ in taken}
     counts = cache.get_many([key for keys in older.values() for key in keys])
-    waits = []
+    waits: list[tuple[int, str]] = []
     for limit, _, current in taken:
         slices = [int(counts.get(key) or 0) for key in older[limit]] + [current]
         if sum(slices) > limit.count:
             # Judged without this send, which is given back.
             slices[-1] -= 1
-            waits.append(limit.wait(slices, now))
+            waits.append((limit.wait(slices, now), PUBLIC_SCOPES.get(limit.scope, "site")))
     keys = [key for _, key, _ in taken]
     if waits:
         limits_release(keys=keys)
-        raise VerificationError(ErrorCode.RATE_LIMITED, retry_after=max(waits))
+        # The visitor is told of the limit that holds them longest.
+        wait, scope = max(waits)
+        raise VerificationError(ErrorCode.RATE_LIMITED, retry_after=wait, limit=scope)
     return keys
 
 

@@ -140,6 +140,53 @@ def test_a_send_limit_says_what_was_limited_and_when_once(
     assert js_errors == []
 
 
+@pytest.mark.parametrize(
+    ("limit", "said", "other_number_waits"),
+    [
+        ("phone", "for this number", False),
+        ("address", "from your network", True),
+        ("session", "from this browser", True),
+    ],
+)
+def test_a_send_limit_names_what_it_limited(
+    relay: Relay,
+    new_page: Callable[..., Page],
+    js_errors: list[str],
+    limit: str,
+    said: str,
+    other_number_waits: bool,
+) -> None:
+    """A limit on the number holds only that number; a limit on the network holds every one."""
+    relay.answer = lambda message: (
+        {
+            "type": "error",
+            "code": "RATE_LIMITED",
+            "message": "Too many codes were requested. Please wait a while.",
+            "retry_after": 95,
+            "limit": limit,
+        }
+        if message["type"] == "send_code" and message["phone_number"].endswith("2204")
+        else None
+    )
+    page = new_page()
+    send_code(page, "+999 66 7 2204")
+    expect(page.locator("#phone-error")).to_have_text(
+        re.compile(
+            rf"^Too many codes were requested {said}\. You can ask for a new code in 1:3\d\.$"
+        )
+    )
+    send_button = page.locator("#send-code")
+    expect(send_button).to_be_disabled()
+    page.fill("#phone-input", "+999 66 7 2205")
+    if other_number_waits:
+        expect(send_button).to_have_text(re.compile(r"^Send code in 1:3\d$"))
+        expect(send_button).to_be_disabled()
+    else:
+        expect(send_button).to_have_text("Send code")
+        expect(send_button).to_be_enabled()
+    assert js_errors == []
+
+
 def test_an_expired_code_on_verify_leaves_focus_on_the_number(
     relay: Relay, new_page: Callable[..., Page], js_errors: list[str]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import subprocess
 import sys
@@ -125,6 +126,12 @@ def test_the_page_works_with_debug_off(browser: Browser, deployed_site: str) -> 
     assert script.status == 200
     assert script.url != f"{deployed_site}/static/verification/verify.js"
     assert "immutable" in script.headers["cache-control"]
+    # Its modules are imported by their hashed names too, so one release's modules load together.
+    imports = re.findall(r'from "\./([^"]+)"', script.text())
+    assert imports, script.text()[:300]
+    assert all(re.fullmatch(r"[a-z_]+\.[0-9a-f]{12}\.js", name) for name in imports), imports
+    module_urls = [r.url for r in scripts if "/static/verification/" in r.url]
+    assert f"{deployed_site}/static/verification/verify_state.js" not in module_urls
     # The cookies are marked Secure, as in production.
     cookies = {cookie["name"]: cookie for cookie in context.cookies()}
     assert cookies["sessionid"]["secure"]

@@ -13,6 +13,8 @@ import { backoff, resendSlot } from "../../verification/static/verification/veri
 
 const STRINGS = {
   rate_limited: "Too many codes. New code in {time}.",
+  rate_limited_phone: "Too many for this number. New code in {time}.",
+  rate_limited_address: "Too many from your network. New code in {time}.",
   retry_in: "Try again in {time}.",
   not_connected: "Not connected.",
   phone_required: "Enter your number.",
@@ -232,6 +234,21 @@ test("our own rate limit says what was limited and when, in one sentence", () =>
   state = update(state, { type: "tick", now: 61_000 });
   assert.equal(state.errors.phone, undefined);
   assert.equal(state.sendBlocked, null);
+});
+
+test("a limit on the number holds that number; a limit on the network holds every number", () => {
+  let state = run([{ type: "send_code", phone: "+999 66 7 2202" }]);
+  const limited = { type: "error", code: "RATE_LIMITED", message: "For this number.", retry_after: 30 };
+  state = update(state, frame({ ...limited, limit: "phone" }));
+  assert.equal(state.errors.phone.message, "Too many for this number. New code in {time}.");
+  assert.equal(sendWait(state, "+999 66 7 2202", 0), 30);
+  assert.equal(sendWait(state, "+999 66 7 2203", 0), 0);
+
+  state = update(state, { type: "send_code", phone: "+999 66 7 2203", now: 0 });
+  state = update(state, frame({ ...limited, limit: "address", retry_after: 90 }));
+  assert.deepEqual(kinds(state, "alert"), [["Too many from your network. New code in 1:30."]]);
+  assert.equal(sendWait(state, "+999 66 7 2203", 0), 90);
+  assert.equal(sendWait(state, "+999 66 1 9001", 0), 90);
 });
 
 test("a code that expired on verify ends on the number, with the error at the top", () => {

@@ -207,7 +207,8 @@ function onError(s, frame) {
   const is = (...codes) => codes.includes(code);
   // Our own send limits: what was limited and when, in one sentence.
   const limitedSend = is("RATE_LIMITED") && until && action !== "verify";
-  const message = limitedSend ? t(s, "rate_limited") : frame.message || t(s, "error_fallback");
+  const limit = `rate_limited_${frame.limit}` in s.strings ? `rate_limited_${frame.limit}` : "rate_limited";
+  const message = limitedSend ? t(s, limit) : frame.message || t(s, "error_fallback");
   acceptFrom(s, frame);
   let target = { send_code: "phone", verify: "code", resend: "resend" }[action] ?? "status";
   if (code.startsWith("PASSPORT_") || action === "passport_start") target = "passport";
@@ -226,7 +227,9 @@ function onError(s, frame) {
   if (is("PHONE_CODE_EXPIRED") && v) s.codeExpiredId = v.id;
   if (is("SEND_CODE_UNAVAILABLE") && v) s.resendUnavailableId = v.id;
   if (is("RESEND_NOT_AVAILABLE") && until) s.resendAt = until;
-  const phone = action === "send_code" ? digitsOf(s.lastSentPhone) : null;
+  // A limit on this browser, network, account or the site holds for every number.
+  const anyNumber = is("RATE_LIMITED") && frame.limit && frame.limit !== "phone";
+  const phone = action === "send_code" && !anyNumber ? digitsOf(s.lastSentPhone) : null;
   if (is("FLOOD_WAIT", "RATE_LIMITED") && until) {
     if (action === "verify") s.verifyBlockedUntil = until;
     else if (action === "resend") s.resendAt = until;
