@@ -24,8 +24,10 @@ RECORD = """() => {
     window.seen = [];
     const watch = (id) => {
         const node = document.getElementById(id);
-        const note = () => window.seen.push(
-            {id, text: node.textContent, hidden: node.hidden, at: performance.now()});
+        const note = () => window.seen.push({
+            id, text: node.textContent, hidden: node.hidden, at: performance.now(),
+            focus: document.activeElement?.id,
+        });
         new MutationObserver(note).observe(
             node, {childList: true, characterData: true, subtree: true, attributes: true});
     };
@@ -104,6 +106,10 @@ def test_the_phone_field_keeps_focus_while_the_browser_is_checked(
     page.locator("#phone-input").fill("+999 66 3 1234")
     page.locator("#phone-input").press("Enter")
     expect(page.locator("html")).to_have_attribute("data-verification-state", "code")
-    # The code step takes focus once the code is sent, as without a challenge.
+    checking = [e for e in page.evaluate("window.seen") if e["text"] == CHECKING]
+    assert checking
+    # Focus stayed in the field the visitor pressed Enter in while the browser was checked...
+    assert {e["focus"] for e in checking} == {"phone-input"}, checking
+    # ...and the code step takes it once the code is sent, as without a challenge.
     expect(page.locator("#code-input")).to_be_focused()
     assert js_errors == []
