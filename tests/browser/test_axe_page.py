@@ -2,7 +2,8 @@
 
 Each test reaches its states against the real site and its sandbox (scenario numbers from
 docs/sandbox.md); Playwright's WebSocket routing stands in for what the sandbox cannot do on
-demand (a rate limit, an expiry, a lost connection, code types no scenario number sends).
+demand (a rate limit, a challenge, an expiry, a lost connection, code types no scenario number
+sends).
 Each state is checked four times as it stands, at 1280 and 320 px, light and dark, so a state
 is reached once per language.
 """
@@ -15,7 +16,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.utils import translation
 from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect
+
+from verification.errors import MESSAGES, ErrorCode
 
 pytestmark = pytest.mark.browser
 
@@ -113,6 +117,14 @@ def check(axe: Any, language: str) -> Callable[[Page, str], None]:
     return run
 
 
+def challenge_error(code: str, language: str, difficulty: int = 1) -> dict[str, Any]:
+    """The server's error frame asking for a challenge, or saying one failed."""
+    with translation.override(language):
+        message = str(MESSAGES[ErrorCode(code)])
+    challenge = {"kind": "hashcash", "token": "t", "difficulty": difficulty, "expires_in": 300}
+    return {"type": "error", "code": code, "message": message, "challenge": challenge}
+
+
 def number(language: str, rest: str) -> str:
     return f"+999 66 {DIGIT[language]} {rest}"
 
@@ -199,6 +211,31 @@ def test_number_step(
     expect(error).not_to_have_text(shown)
     expect(error).to_be_visible()
     check(page, "a rate limit")
+
+    # A challenge before sending: the check under way (a puzzle too hard to finish here; the
+    # reload ends its worker), then one that failed.
+    relay.answer = lambda message: (
+        challenge_error("CHALLENGE_REQUIRED", language, difficulty=40)
+        if message["type"] == "send_code"
+        else None
+    )
+    send_code(page, number(language, "4107"))
+    expect(page.locator("html")).to_have_attribute("data-challenge", "solving")
+    expect(page.locator("#status-message")).to_be_visible()
+    check(page, "checking the browser")
+    page.reload()
+    relay.answer = lambda message: (
+        challenge_error(
+            "CHALLENGE_FAILED" if "challenge" in message else "CHALLENGE_REQUIRED", language
+        )
+        if message["type"] == "send_code"
+        else None
+    )
+    shown = error.inner_text()
+    send_code(page, number(language, "4107"))
+    expect(error).not_to_have_text(shown)
+    expect(error).to_be_visible()
+    check(page, "a failed browser check")
     relay.answer = None
 
     relay.offline = True
@@ -237,7 +274,9 @@ def test_each_code_type(
     expect(description).to_contain_text(number(language, "4102"))
     check(page, "an SMS code")
 
-    # Code types no scenario number sends: the snapshot says so, as the server would.
+    # Code types no scenario number sends: the snapshot says so, as the server would (once the
+    # server's own frame saying a resend is available has come, so it overrides none of them).
+    expect(page.locator("#resend")).to_be_visible()
     for code in (
         {"type": "flash_call", "length": 5, "pattern": "+999660*****"},
         {"type": "sms_phrase", "beginning": "Blue"},
@@ -328,6 +367,9 @@ def test_ways_a_code_ends(
 
     send_code(page, number(language, "4104"))
     wait_for_step(page, "code")
+    # The server says when a resend is available (after 3 s): a frame that would bring the page
+    # back from the expiry below, so it comes first.
+    expect(page.locator("#resend")).to_be_visible()
     assert relay.snapshot is not None
     relay.push(
         {
