@@ -254,6 +254,7 @@ def trusted_proxies(value: str) -> int | list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+RATE_LIMITS = env.str("VERIFICATION_RATE_LIMITS", default="session=10/600,phone=5/3600,ip=30/3600")
 VERIFICATION = {
     "TELEGRAM_API_ID": TELEGRAM_API_ID,
     "TELEGRAM_API_HASH": env.str("TELEGRAM_API_HASH", default=""),
@@ -279,12 +280,15 @@ VERIFICATION = {
     "EMBEDDED_WORKER": env.bool("EMBEDDED_WORKER", default=not REDIS_URL),
     "REQUIRE_LOGIN": env.bool("VERIFICATION_REQUIRE_LOGIN", default=False),
     "LEASE_SECONDS": env.int("VERIFICATION_LEASE_SECONDS", default=30),
-    "RATE_LIMITS": rate_limits(
-        env.str("VERIFICATION_RATE_LIMITS", default="session=10/600,phone=5/3600,ip=30/3600")
-    ),
+    "RATE_LIMITS": rate_limits(RATE_LIMITS),
     "TRUSTED_PROXIES": trusted_proxies(env.str("VERIFICATION_TRUSTED_PROXIES", default="0")),
     "CHALLENGE_AFTER": count_per_span(
-        "VERIFICATION_CHALLENGE_AFTER", env.str("VERIFICATION_CHALLENGE_AFTER", default="3/3600")
+        "VERIFICATION_CHALLENGE_AFTER",
+        # Switching every send limit off (benchmarks, protocol clients) switches this one off too.
+        env.str(
+            "VERIFICATION_CHALLENGE_AFTER",
+            default="off" if RATE_LIMITS.strip().lower() == "off" else "3/3600",
+        ),
     ),
     "CHALLENGE_DIFFICULTY": env.int("VERIFICATION_CHALLENGE_DIFFICULTY", default=18),
     "NEW_SESSIONS_LIMIT": count_per_span(

@@ -144,3 +144,27 @@ def test_https_switches_are_off_in_development_and_each_can_be_set(site):
         "SECURE_HSTS_PRELOAD": False,
         "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
     }
+
+
+def send_limits(site, **env: str) -> tuple[object, object]:
+    shown = site(
+        "shell",
+        "-c",
+        "from django.conf import settings; "
+        "print(repr((settings.VERIFICATION['RATE_LIMITS'], "
+        "settings.VERIFICATION['CHALLENGE_AFTER'])))",
+        **env,
+    )
+    assert shown.returncode == 0, shown.stderr
+    return ast.literal_eval(shown.stdout.strip().splitlines()[-1])
+
+
+def test_switching_every_send_limit_off_switches_the_challenge_off_too(site):
+    limits, challenge = send_limits(site)
+    assert limits["ip"] == (30, 3600)
+    assert challenge == (3, 3600)
+    assert send_limits(site, VERIFICATION_RATE_LIMITS="off") == (None, None)
+    # Unless the challenge is asked for on its own.
+    assert send_limits(
+        site, VERIFICATION_RATE_LIMITS="off", VERIFICATION_CHALLENGE_AFTER="2/60"
+    ) == (None, (2, 60))
