@@ -211,7 +211,9 @@ def test_verification_pages(
     admin_page: Page, seeded: dict[str, Any], axe: Any, js_errors: list[str]
 ) -> None:
     page = admin_page
-    for phone, pk in seeded["verifications"].items():
+    # One page of each shape: reviewed, failed with errors, in progress, Passport, Gateway.
+    for phone in ("+9996647010", "+9996647011", "+9996647016", "+9996647015", "+447700900123"):
+        pk = seeded["verifications"][phone]
         open_admin(page, f"/admin/verification/phoneverification/{pk}/change/")
         expect(page.locator("#id_review_status")).to_be_visible()
         axe(page, f"verification {phone}")
