@@ -216,6 +216,9 @@ def test_verification_pages(
         pk = seeded["verifications"][phone]
         open_admin(page, f"/admin/verification/phoneverification/{pk}/change/")
         expect(page.locator("#id_review_status")).to_be_visible()
+        # The timeline: its six seeded events (reviews add more), none offered for removal.
+        expect(page.locator("#events-group tbody tr").nth(5)).to_be_visible()
+        expect(page.locator("#events-group .inline-deletelink")).to_have_count(0)
         axe(page, f"verification {phone}")
     # Saving a review: the page again, with its confirmation.
     pk = seeded["verifications"]["+9996647011"]
