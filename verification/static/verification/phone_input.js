@@ -8,9 +8,7 @@ const slots = (template, slot = /[#~]/g) => template.match(slot)?.length ?? 0;
 export function fill(template, digits) {
   let spare = digits.length - slots(template, /#/g);
   const short = spare < 0;
-  let out = "";
-  let gap = "";
-  let used = 0;
+  let [out, gap, used] = ["", "", 0];
   for (const char of template.replace(/~/g, () => (short || spare-- > 0 ? "#" : ""))) {
     if (!digits[used]) break;
     if (char === "#") (out += gap + digits[used++]), (gap = "");
@@ -19,7 +17,6 @@ export function fill(template, digits) {
   return out;
 }
 
-// (region, text) -> {region ("" if the code is unknown), text, e164, national}
 export function phoneFormat({ regions }) {
   const main = {};
   for (const region in regions) main[regions[region][0]] ??= region;
@@ -31,7 +28,6 @@ export function phoneFormat({ regions }) {
         (!leading || starts(leading[digits.length - 3] ?? leading.at(-1), digits)) &&
         (!prefixed || rule),
     );
-    // Rather one that holds a number of a usual length.
     let [t, , rule] = fits.find(([t]) => lengths.some((n) => n >= slots(t, /#/g) && n <= slots(t))) || fits[0] || [];
     if (!t || !digits[2]) return;
     if (prefixed) t = rule.includes("$") ? t.replace(/[#~]+/, (group) => rule.replace("$", group)) : rule + t;
@@ -43,7 +39,6 @@ export function phoneFormat({ regions }) {
     const e164 = `+${digits}`;
     if (plus(text)) {
       const code = [1, 2, 3].map((size) => digits.slice(0, size)).find((each) => main[each]);
-      // An unknown code (the sandbox's 999) is left as typed.
       if (!code) return { region: digits[2] ? "" : region, text, e164, national: digits };
       const national = digits.slice(code.length);
       const same = Object.keys(regions).filter((each) => regions[each][0] == code);
@@ -65,13 +60,9 @@ export function phoneFormat({ regions }) {
   };
 }
 
-// select: labelled, its one option ("") any other country. -> {e164(), set(text), ready}
 export function phoneInput(input, select, { url, region, regions, lang = document.documentElement.lang }) {
   const hint = input.placeholder;
-  let parse;
-  let data;
-  let last;
-  let before;
+  let parse, data, last, before;
   const show = (text, chosen = select.value) => {
     const result = parse(chosen, text);
     select.value = result.region;

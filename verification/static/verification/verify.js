@@ -1,57 +1,44 @@
 // The visitor's page (protocol: docs/protocol.md). Every event goes through the reducer; the state
 // it returns is painted, then its effects are run.
 import { codeShape, initial, update, visible } from "./verify_state.js";
-import { el, focus, paint } from "./verify_render.js";
-import { alert, announce, silence } from "./verify_speech.js";
-import { connection } from "./verify_socket.js";
+import { alert, announce, el, focus, paint, silence } from "./verify_render.js";
 import { phoneInput } from "./phone_input.js";
 
 const app = el.verification;
-const { phoneRegions: url, phoneRegion: region, phoneOffered: regions } = app.dataset;
+const data = app.dataset;
+const { phoneRegions: url, phoneRegion: region, phoneOffered: regions } = data;
 const picker = phoneInput(el.phoneInput, el.phoneCountry, { url, region, regions });
 let strings = {};
 try {
   strings = JSON.parse(el.verificationStrings.textContent);
 } catch {} // a broken block shows keys, never a broken page
 let state = initial(strings);
-let passport = null; // paints the Passport step once loaded
-let passportLoading = null;
-let held = []; // focus moves waiting for the Passport step
-let hadFocus = false; // focus was in the card before the paint
-
-const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-const path = app.dataset.websocketPath || "/ws/verification/";
-const socket = connection(`${scheme}//${location.host}${path}`, dispatch, () => state.received);
+let passport, passportLoading, hadFocus;
+const held = []; // focus moves waiting for the Passport step
 const moves = ([kind]) => kind === "focus" || kind === "rescue";
 
 const actions = {
   announce,
   alert,
   silence,
-  send: socket.send,
-  reconnect: socket.later,
+  send: (message) => socket?.send(JSON.stringify(message)),
+  reconnect: (delay) => (retryTimer ??= setTimeout(open, delay)),
   phone: (value) => picker.set(value),
   clearCode: () => (el.codeInput.value = ""),
   loadPassport,
   focus: (target, select) => focus(target, state.step, select),
   rescue(target) {
-    const active = document.activeElement;
-    if (hadFocus && (!active || active === document.body || active.offsetParent === null)) {
-      focus(target, state.step);
-    }
+    if (hadFocus && !document.activeElement?.offsetParent) focus(target, state.step);
   },
+  solve: (challenge) =>
+    import(data.challengeScript)
+      .then((module) => module.solve(challenge, { workerUrl: data.challengeWorker }))
+      .then(
+        (answer) => dispatch({ type: "challenge_solved", answer }),
+        () => dispatch({ type: "challenge_failed" }),
+      ),
 };
 const run = (effects) => effects.forEach(([kind, ...args]) => actions[kind](...args));
-const { challengeScript, challengeWorker: workerUrl, sessionUrl, csrfToken } = app.dataset;
-
-// A challenge before a send: its module (a worker inside) loads only when the server asks.
-actions.solve = (challenge) =>
-  import(challengeScript)
-    .then((module) => module.solve(challenge, { workerUrl }))
-    .then(
-      (answer) => dispatch({ type: "challenge_solved", answer }),
-      () => dispatch({ type: "challenge_failed" }),
-    );
 
 // No session yet (loading writes none): the visitor's first act asks for one, then connects. A
 // script's focus or event is no act.
@@ -60,7 +47,7 @@ function connectOnFirstAct() {
   const act = (event) => {
     if (!event.isTrusted) return;
     ACTS.forEach((kind) => app.removeEventListener(kind, act, true));
-    fetch(sessionUrl, { method: "POST", headers: { "X-CSRFToken": csrfToken } })
+    fetch(data.sessionUrl, { method: "POST", headers: { "X-CSRFToken": data.csrfToken } })
       .then((response) => (response.ok ? connect() : response.json().then((e) => Promise.reject(e))))
       .catch((e) => {
         dispatch({ type: "session_failed", message: e?.message, retryAfter: e?.retry_after });
@@ -71,7 +58,40 @@ function connectOnFirstAct() {
 }
 function connect() {
   setTimeout(() => dispatch({ type: "connecting" }), 1000);
-  socket.open();
+  open();
+}
+
+// One socket at a time. What a close means, and when to retry, is the reducer's call.
+let socket, retryTimer;
+const base = location.href.replace("http", "ws");
+const socketUrl = new URL(data.websocketPath || "/ws/verification/", base);
+const closed = (code) => dispatch({ type: "close", code, random: Math.random() });
+function open() {
+  retryTimer = null;
+  try {
+    socket = new WebSocket(socketUrl);
+  } catch {
+    return closed(0);
+  }
+  const opened = socket;
+  opened.onopen = () => {
+    dispatch({ type: "open" });
+    // The server greets every socket with `state`; if that is lost, ask.
+    setTimeout(() => state.received || socket !== opened || opened.send('{"type":"state"}'), 5000);
+  };
+  opened.onmessage = (event) => {
+    let frame;
+    try {
+      frame = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    dispatch({ type: "frame", frame });
+  };
+  opened.onclose = ({ code }) => {
+    socket = null;
+    closed(code);
+  };
 }
 
 function dispatch(event) {
@@ -83,10 +103,9 @@ function dispatch(event) {
   loadPassport();
 }
 
-// The Passport step loads only when needed, from the template's (hashed) URLs.
 function loadPassport() {
-  passportLoading ??= import(app.dataset.passportScript)
-    .then((module) => module.attach(app.dataset.passportStyles, dispatch))
+  passportLoading ??= import(data.passportScript)
+    .then((module) => module.attach(data.passportStyles, dispatch))
     .then(
       (painter) => {
         passport = painter;
@@ -102,18 +121,14 @@ function loadPassport() {
     );
 }
 
-// The visitor's intents
 const on = (name, type, handler) => el[name].addEventListener(type, handler);
-const submit = (form, type, input, key) =>
+const submit = (form, intent) =>
   on(form, "submit", (event) => {
     event.preventDefault();
-    dispatch({ type, [key]: el[input].value });
+    dispatch(intent());
   });
-on("numberForm", "submit", (event) => {
-  event.preventDefault();
-  dispatch({ type: "send_code", phone: picker.e164() });
-});
-submit("codeForm", "verify", "codeInput", "value");
+submit("numberForm", () => ({ type: "send_code", phone: picker.e164() }));
+submit("codeForm", () => ({ type: "verify", value: el.codeInput.value }));
 const typed = () => dispatch({ type: "phone_input", value: picker.e164() });
 on("phoneInput", "input", typed);
 on("phoneCountry", "change", typed);
@@ -123,31 +138,24 @@ on("codeInput", "paste", (event) => {
   const code = shape();
   if (!code?.digits) return;
   event.preventDefault();
-  let digits = (event.clipboardData?.getData("text") ?? "").replace(/\D/g, "");
-  if (code.length && digits.length > code.length) {
-    // A missed call's code ends the calling number; others start the paste.
-    digits = code.type === "missed_call" ? digits.slice(-code.length) : digits.slice(0, code.length);
-  }
-  el.codeInput.value = digits;
+  const digits = (event.clipboardData?.getData("text") ?? "").replace(/\D/g, "");
+  const size = code.length || digits.length;
+  // A missed call's code ends the calling number; others start the paste.
+  el.codeInput.value = code.type === "missed_call" ? digits.slice(-size) : digits.slice(0, size);
   el.codeInput.dispatchEvent(new Event("input", { bubbles: true }));
 });
 on("codeInput", "input", () => {
   const code = shape();
   const input = el.codeInput;
   if (!code) return;
-  const digits = input.value.replace(/\D/g, "").slice(0, code.length ?? undefined);
+  const digits = input.value.replace(/\D/g, "").slice(0, code.length || undefined);
   if (code.digits && digits !== input.value) input.value = digits;
   dispatch({ type: "code_input", value: input.value });
 });
-for (const [name, type] of Object.entries({
-  resend: "resend",
-  sendNewCode: "send_new_code",
-  changeNumber: "change_number",
-  cancel: "cancel",
-  passportStart: "passport_start",
-  verifyAnother: "verify_another",
-})) {
-  on(name, "click", () => dispatch({ type }));
+const BUTTONS = "resend send-new-code change-number cancel passport-start verify-another";
+for (const id of BUTTONS.split(" ")) {
+  const type = id.replaceAll("-", "_");
+  document.getElementById(id).addEventListener("click", () => dispatch({ type }));
 }
 // Background tabs throttle timers: fresh numbers on coming back.
 document.addEventListener("visibilitychange", () => {
@@ -158,7 +166,7 @@ setInterval(() => dispatch({ type: "tick" }), 250);
 el.card.setAttribute("aria-busy", "true");
 typed();
 if (typeof WebSocket === "undefined") dispatch({ type: "unavailable" });
-else if (app.dataset.hasSession === "false") {
+else if (data.hasSession === "false") {
   dispatch({ type: "waiting" });
   connectOnFirstAct();
 } else connect();

@@ -1,7 +1,6 @@
 // The Telegram Passport step of the visitor page. verify.js imports it only when a visitor picks
 // Passport or resumes a Passport verification; it paints the step from the reducer's state.
-import { el, setText } from "./verify_render.js";
-import { announce } from "./verify_speech.js";
+import { announce, el, setText } from "./verify_render.js";
 import { t as translate } from "./verify_state.js";
 import { clock, secondsLeft } from "./verify_timers.js";
 

@@ -2,23 +2,33 @@
 import { codeDescription, codeShape, errorText, nextText, sendWait, t, visible } from "./verify_state.js";
 import { clock, resendSlot, secondsLeft } from "./verify_timers.js";
 
-const $ = (id) => document.getElementById(id);
-// `el.phoneInput` is #phone-input; only the ids that differ are listed.
+// `el.phoneInput` is #phone-input.
 const IDS = { card: "verification-card", connection: "connection-message", status: "status-message" };
 const kebab = (name) => name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
-export const el = new Proxy({}, { get: (found, name) => (found[name] ??= $(IDS[name] ?? kebab(name))) });
+export const el = new Proxy({}, {
+  get: (found, name) => (found[name] ??= document.getElementById(IDS[name] ?? kebab(name))),
+});
 const root = document.documentElement;
 const pageTitle = document.title;
-// Error slot: where it is shown, the control it is about.
-const SLOTS = {
-  phone: ["phoneError", "phoneInput"],
-  code: ["codeError", "codeInput"],
-  resend: ["resendError"],
-  passport: ["passportError", "passportStart"],
-  status: ["status"],
-};
+// Error slots (each shown in `${slot}Error`, but `status`) and the controls they are about.
+const SLOTS = ["phone", "code", "resend", "passport", "status"];
+const CONTROLS = { phone: "phoneInput", code: "codeInput", passport: "passportStart" };
+// Live regions: errors interrupt (role=alert), the rest waits its turn.
+const speaking = new Map();
+// Also drops a message about to be spoken, so nothing stale is read later.
+export function silence(region = el.verificationAlert) {
+  clearTimeout(speaking.get(region));
+  region.textContent = "";
+}
+// Emptied first, a repeated message is read again.
+function speak(region, text) {
+  silence(region);
+  speaking.set(region, setTimeout(() => (region.textContent = text), 60));
+}
+export const announce = (text) => speak(el.verificationAnnouncer, text);
+export const alert = (text) => speak(el.verificationAlert, text);
+
 const element = (tag, properties) => Object.assign(document.createElement(tag), properties);
-const busy = (node, on) => node.classList.toggle("is-busy", Boolean(on));
 const attr = (node, name, value) => (value ? node.setAttribute(name, value) : node.removeAttribute(name));
 let banner, description, codeKey;
 
@@ -26,7 +36,6 @@ export function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
 }
 
-// `target`: an element's name, or "step": where the current step starts.
 export function focus(target, step, select) {
   if (target === "step") {
     select = step === "number";
@@ -46,17 +55,12 @@ function fillEmphasised(node, template, params) {
   node.replaceChildren(...parts);
 }
 
-// A caller's prefix grouped as the visitor's number: callers are usually in the same country.
+// Grouped as the visitor's number: callers are usually in the same country.
 function groupLike(prefix, sample) {
-  const digits = prefix.replace(/\D/g, "");
-  let out = prefix.startsWith("+") ? "+" : "";
-  let used = 0;
-  for (const char of sample.replace(/^\+/, "")) {
-    if (used === digits.length) break;
-    if (/\d/.test(char)) out += digits[used++];
-    else if (used && !out.endsWith(" ")) out += " ";
-  }
-  return (out + digits.slice(used)).trim();
+  const digits = [...prefix.replace(/\D/g, "")];
+  const slots = sample.replace(/^\+/, "").replace(/\D+/g, " ");
+  const grouped = slots.replace(/\d/g, () => digits.shift() ?? "#");
+  return (prefix.startsWith("+") ? "+" : "") + (grouped.split("#")[0] + digits.join("")).trim();
 }
 
 function paintBanner(s) {
@@ -65,26 +69,21 @@ function paintBanner(s) {
   const node = el.connection;
   node.textContent = banner?.text ?? "";
   node.hidden = !banner;
-  node.classList.toggle("is-error", Boolean(banner?.error));
+  node.classList.toggle("is-error", !!banner?.error);
   if (banner?.reload) {
-    const button = element("button", { type: "button", className: "verification-link" });
-    button.textContent = t(s, "reload");
-    button.onclick = () => location.reload();
-    node.append(" ", button);
+    const reload = { type: "button", className: "verification-link", textContent: t(s, "reload") };
+    node.append(" ", element("button", { ...reload, onclick: () => location.reload() }));
   }
 }
 
 function paintErrors(s, now) {
-  for (const [slot, [name, control]] of Object.entries(SLOTS)) {
+  for (const slot of SLOTS) {
     const error = s.errors[slot];
-    const node = el[name];
-    const lines = error ? [errorText(s, error, now), error.extra].filter(Boolean) : [];
-    if (Array.from(node.children, (line) => line.textContent).join("\n") !== lines.join("\n")) {
-      const line = (textContent) => element("span", { className: "verification-error-line", textContent });
-      node.replaceChildren(...lines.map(line));
-    }
+    const control = CONTROLS[slot];
+    const node = el[slot === "status" ? slot : `${slot}Error`];
+    setText(node, error ? [errorText(s, error, now), error.extra].filter(Boolean).join("\n") : "");
     node.hidden = !error;
-    node.classList.toggle("is-error", Boolean(error && !error.info));
+    node.classList.toggle("is-error", !!error && !error.info);
     if (control) attr(el[control], "aria-invalid", error && "true");
   }
 }
@@ -106,7 +105,7 @@ function paintCode(s, v, now) {
     attr(input, "pattern", shape.digits && "[0-9]*");
     attr(input, "maxlength", shape.length);
     input.style.setProperty("--code-length", shape.length);
-    input.classList.toggle("is-sized", Boolean(shape.length));
+    input.classList.toggle("is-sized", !!shape.length);
     input.classList.toggle("is-text", !shape.digits);
     const prefix = v.code?.type === "missed_call" && v.code.prefix;
     el.codePrefix.hidden = !prefix;
@@ -115,14 +114,14 @@ function paintCode(s, v, now) {
     el.codeLabel.textContent = t(s, label ?? "label_code");
   }
   const expired = s.codeExpiredId === v.id;
-  const verifying = Boolean(s.pending.verify);
+  const verifying = !!s.pending.verify;
   input.disabled = expired;
   input.readOnly = verifying;
   el.codeForm.setAttribute("aria-busy", verifying);
   el.sendNewCode.hidden = !expired;
   // Auto-submit stays, but a button lets the visitor send what they typed.
   el.verifyCode.hidden = expired;
-  busy(el.verifyCode, verifying);
+  el.verifyCode.classList.toggle("is-busy", verifying);
   el.verifyCode.disabled = verifying || secondsLeft(s.verifyBlockedUntil, now) > 0;
   // Only the Gateway API reports delivery; an unknown status is not shown.
   const delivery = (v.transport === "gateway" && s.strings[`delivery_${v.delivery}`]) || "";
@@ -148,24 +147,24 @@ export function paint(s, now, passport) {
   const v = visible(s);
   el.card.removeAttribute("aria-busy");
   root.dataset.verificationState = step;
-  for (const name of ["number", "code", "passport", "done"]) $(`step-${name}`).hidden = name !== step;
+  for (const name of ["number", "code", "passport", "done"]) el[`step-${name}`].hidden = name !== step;
   document.title = step === "number" ? pageTitle : `${el[`${step}Title`].textContent} – ${pageTitle}`;
   if (s.passportOff) el.passportOption.hidden = true;
   paintErrors(s, now);
 
-  const sending = s.pending.send || v?.status === "sending";
-  el.phoneInput.readOnly = Boolean(sending);
-  el.numberForm.setAttribute("aria-busy", Boolean(sending));
-  busy(el.sendCode, sending);
-  busy(el.passportStart, s.pending.passport);
+  const sending = !!(s.pending.send || v?.status === "sending");
+  el.phoneInput.readOnly = sending;
+  el.numberForm.setAttribute("aria-busy", sending);
+  el.sendCode.classList.toggle("is-busy", sending);
+  el.passportStart.classList.toggle("is-busy", !!s.pending.passport);
   const wait = sendWait(s, s.phone, now);
   const blocked = s.pending.send || (v?.status === "sending" && !v.code);
   // After a code was lost (expired, too many tries), the next one is "a new code".
   let label = v?.code && ["expired", "failed"].includes(v.status) ? "send_new_code" : "send_code";
   if (blocked) label = "sending";
   setText(el.sendCode, wait && !blocked ? t(s, "send_code_wait", { time: clock(wait) }) : t(s, label));
-  el.sendCode.disabled = Boolean(blocked || wait);
-  el.passportStart.disabled = Boolean(blocked || s.pending.passport);
+  el.sendCode.disabled = !!(blocked || wait);
+  el.passportStart.disabled = !!(blocked || s.pending.passport);
 
   if (step === "code") paintCode(s, v, now);
   if (step === "passport") passport(v, s, now);

@@ -1,18 +1,16 @@
-// The page's reducer: server frames, intents and socket events in, the next state out. Pure: what
-// else the page must do (focus, speak, send) is listed in `effects`. The server decides everything.
+// The page's reducer: frames, intents and socket events in, the next state and its effects out.
 import { backoff, clock, deadline, resendSlot, secondsLeft as left } from "./verify_timers.js";
 
 const DIGIT_TYPES = "app sms call flash_call missed_call fragment_sms firebase_sms".split(" ");
 // [message, reconnect]. 4403: the session's owner changed, so only a reload has the new cookie.
 const CLOSED = { 4008: ["closed_frames", 1], 4403: ["closed_owner", 0], 4500: ["closed_session", 1] };
-const ON_SCREEN = { phone: "number", code: "code", resend: "code", passport: "number" };
 
-export const format = (template, params = {}) =>
+const format = (template, params = {}) =>
   String(template).replace(/\{(\w+)\}/g, (match, name) => (name in params ? params[name] : match));
 export const t = (s, key, params) => format(s.strings[key] ?? key, params);
-// SMS wording for an unknown type.
+const known = (s, key, otherwise) => (key in s.strings ? key : otherwise);
 export const nextText = (s, kind, type, params) =>
-  t(s, `${kind}_${type}` in s.strings ? `${kind}_${type}` : `${kind}_sms`, params);
+  t(s, known(s, `${kind}_${type}`, `${kind}_sms`), params);
 const digitsOf = (text) => String(text).replace(/\D/g, "");
 const isPassport = (v) => v?.method === "passport";
 export const visible = (s) => (s.snapshot?.id !== s.dismissedId ? s.snapshot : null);
@@ -27,9 +25,7 @@ function stepFor(v) {
 
 export function codeShape(v) {
   const { type, length } = v.code || {};
-  const digits = DIGIT_TYPES.includes(type);
-  const size = Number(length) > 0 ? Number(length) : null;
-  return { type, digits, length: size };
+  return { type, digits: DIGIT_TYPES.includes(type), length: Math.max(0, length) || null };
 }
 
 // A wait applies to the number it was asked for.
@@ -50,25 +46,16 @@ export function codeDescription(s, v) {
   const params = { phone: v.phone_number };
   for (const name of ["length", "prefix", "beginning"]) params[name] = v.code?.[name] ?? "";
   const key = `code_${type}`;
-  if (/^sms_(word|phrase)$/.test(type)) return [t(s, beginning ? key : `${key}_plain`), params];
-  return [s.strings[key] ?? t(s, "code_unknown"), params];
+  const word = /^sms_(word|phrase)$/.test(type);
+  return [t(s, word ? (beginning ? key : `${key}_plain`) : known(s, key, "code_unknown")), params];
 }
 
-export const initial = (strings) => ({
-  strings,
-  step: null,
-  connection: "closed", // "open", "ended" (no reconnect)
-  failures: 0,
-  refusals: 0,
-  pending: {}, // asked for, not answered
-  phone: "",
-  errors: {}, // by slot
-  effects: [],
-});
+export const initial = (strings) =>
+  ({ strings, step: null, connection: "closed", failures: 0, refusals: 0, pending: {}, phone: "",
+    errors: {}, effects: [] });
 
 const fx = (s, ...effect) => s.effects.push(effect);
 const say = (s, text) => fx(s, "announce", text);
-// Frames other than `state` may come without a snapshot.
 const acceptFrom = (s, frame) => "verification" in frame && (accept(s, frame.verification), true);
 
 function fill(s, phone) {
@@ -98,25 +85,21 @@ function clearErrors(s) {
 }
 
 function showStatus(s, key, speak = true) {
-  const message = t(s, key);
-  s.errors.status = { message, info: true };
-  if (speak) say(s, message);
+  s.errors.status = { message: t(s, key), info: true };
+  if (speak) say(s, s.errors.status.message);
 }
 
 const endedKey = (v) => (isPassport(v) ? "passport_expired" : "status_expired");
 
-// Offline: said beside what was tried; what was typed stays for later.
+// While a session is asked for, an act waits for the socket; offline, it is kept and said.
 function send(s, message, quiet) {
-  if (message.type === "send_code") s.lastSend = message;
-  if (s.connection === "open") {
-    fx(s, "send", message);
-    if (message.type !== "state") s.lastAction = message.type;
-    return true;
-  }
-  // No session yet: it is being asked for (this act asked); the socket sends it once open.
-  if (s.connection === "waiting" && message.type !== "state") {
-    s.queued = message;
-    s.lastAction = message.type;
+  const { type } = message;
+  if (type === "send_code") s.lastSend = message;
+  const queued = s.connection === "waiting" && type !== "state";
+  if (queued) s.queued = message;
+  else if (s.connection === "open") fx(s, "send", message);
+  if (queued || s.connection === "open") {
+    if (type !== "state") s.lastAction = type;
     return true;
   }
   const slot = { code: "code", passport: "status" }[s.step] ?? "phone";
@@ -126,15 +109,14 @@ function send(s, message, quiet) {
   }
 }
 
-// `focus`: to a new step (the visitor's own action). Else only if lost: to `rescue[step]` or the
-// heading, never to a field where typing would overwrite something.
+// Focus moves to a new step only on the visitor's own act; else, if lost, to `rescue[step]` or
+// the heading, never to a field where typing would overwrite something.
 function show(s, focus = true, rescue = {}) {
   const v = visible(s);
   const step = stepFor(v);
   const changed = step !== s.step;
-  // Another tab's send, or an ended verification: its number again.
   const ended = changed && ["expired", "failed", "cancelled"].includes(v?.status);
-  if (step === "number" && v && !isPassport(v) && (v.status === "sending" || ended)) {
+  if (step === "number" && (ended || v?.status === "sending") && !isPassport(v)) {
     if (s.phone !== v.phone_number) fill(s, v.phone_number);
   }
   const key = step === "code" && [v.id, v.code?.type, v.code?.length, v.code?.prefix].join();
@@ -151,7 +133,9 @@ function show(s, focus = true, rescue = {}) {
 
 function submit(s, raw, auto) {
   const v = visible(s);
-  if (!v || s.pending.verify || s.codeExpiredId === v.id || left(s.verifyBlockedUntil, s.now)) return;
+  if (!v || s.pending.verify || s.codeExpiredId === v.id || left(s.verifyBlockedUntil, s.now)) {
+    return;
+  }
   const { digits, length } = codeShape(v);
   const code = digits ? digitsOf(raw) : raw.trim().replace(/\s+/g, " ");
   if (!code || (digits && length && code.length !== length)) {
@@ -165,12 +149,12 @@ function submit(s, raw, auto) {
 }
 
 // Back to the number at once; the `cancelled` frame that follows is not news.
-function leave(s, prefill) {
+function leave(s, { type }) {
   const v = visible(s);
   if (!v || !send(s, { type: "cancel" })) return;
   s.dismissedId = v.id;
   clearErrors(s);
-  if (prefill) fill(s, v.phone_number);
+  if (type === "change_number") fill(s, v.phone_number);
   show(s);
 }
 
@@ -194,21 +178,20 @@ function retry(s, quiet, random = 0.5) {
 
 function onError(s, frame) {
   const code = String(frame.code || "INTERNAL");
+  const is = (...codes) => codes.includes(code);
   if (s.errors.status?.checking) delete s.errors.status;
-  if (code === "CHALLENGE_REQUIRED" && frame.challenge && s.lastSend) {
-    // Solved in a worker while this is shown and said; then the same send, with the answer.
+  if (is("CHALLENGE_REQUIRED") && frame.challenge && s.lastSend) {
     showStatus(s, "checking_browser");
     s.errors.status.checking = true;
     return fx(s, "solve", frame.challenge);
   }
   const retryAfter = frame.retry_after > 0 ? Number(frame.retry_after) : null;
-  const until = retryAfter && deadline(retryAfter, s.now);
+  const until = deadline(retryAfter, s.now);
   const action = s.lastAction;
-  const is = (...codes) => codes.includes(code);
-  // Our own send limits: what was limited and when, in one sentence.
-  const limitedSend = is("RATE_LIMITED") && until && action !== "verify";
-  const limit = `rate_limited_${frame.limit}` in s.strings ? `rate_limited_${frame.limit}` : "rate_limited";
-  const message = limitedSend ? t(s, limit) : frame.message || t(s, "error_fallback");
+  const message =
+    is("RATE_LIMITED") && until && action !== "verify"
+      ? t(s, known(s, `rate_limited_${frame.limit}`, "rate_limited"))
+      : frame.message || t(s, "error_fallback");
   acceptFrom(s, frame);
   let target = { send_code: "phone", verify: "code", resend: "resend" }[action] ?? "status";
   if (code.startsWith("PASSPORT_") || action === "passport_start") target = "passport";
@@ -220,7 +203,7 @@ function onError(s, frame) {
   if (is("PASSPORT_UNAVAILABLE")) s.passportOff = true;
 
   const v = visible(s);
-  if (is("TOO_MANY_ATTEMPTS") && v && stepFor(v) === "code") {
+  if (is("TOO_MANY_ATTEMPTS") && stepFor(v) === "code") {
     s.dismissedId = v.id;
     fill(s, v.phone_number);
   }
@@ -229,20 +212,20 @@ function onError(s, frame) {
   if (is("RESEND_NOT_AVAILABLE") && until) s.resendAt = until;
   // A limit on this browser, network, account or the site holds for every number.
   const anyNumber = is("RATE_LIMITED") && frame.limit && frame.limit !== "phone";
-  const phone = action === "send_code" && !anyNumber ? digitsOf(s.lastSentPhone) : null;
+  const phone = action === "send_code" && !anyNumber ? digitsOf(s.lastSend.phone_number) : null;
   if (is("FLOOD_WAIT", "RATE_LIMITED") && until) {
     if (action === "verify") s.verifyBlockedUntil = until;
     else if (action === "resend") s.resendAt = until;
-    // Only that number waits: the server takes another one straight away.
     else if (target === "phone" || target === "status") s.sendBlocked = { phone, until };
   }
   if (is("NO_ACTIVE_VERIFICATION")) send(s, { type: "state" }, true);
 
   show(s, false, { number: "phoneInput" });
 
-  const slot = ON_SCREEN[target] === s.step ? target : "status";
-  let extra = "";
+  const onScreen = { phone: "number", code: "code", resend: "code", passport: "number" }[target];
+  const slot = onScreen === s.step ? target : "status";
   const count = v?.attempts_left;
+  let extra = "";
   if (slot === "code" && is("PHONE_CODE_INVALID") && count != null) {
     extra = s.strings.attempts_left?.[count] ?? t(s, "attempts_left_any", { count });
   }
@@ -255,7 +238,9 @@ function onError(s, frame) {
   if (slot === "phone") fx(s, "focus", "phoneInput", true);
   if (slot === "code") fx(s, "focus", is("PHONE_CODE_EXPIRED") ? "sendNewCode" : "codeInput");
   if (slot === "passport") fx(s, "focus", "passportStart");
-  if (slot === "status" && s.step === "number" && is("TOO_MANY_ATTEMPTS")) fx(s, "focus", "phoneInput");
+  if (slot === "status" && s.step === "number" && is("TOO_MANY_ATTEMPTS")) {
+    fx(s, "focus", "phoneInput");
+  }
 }
 
 const frames = {
@@ -281,7 +266,6 @@ const frames = {
     clearErrors(s);
     show(s);
     if (wasCode && s.step === "code") {
-      // A new delivery (the call after the SMS): where the code went now.
       say(s, format(...codeDescription(s, v)));
       fx(s, "focus", "codeInput");
     }
@@ -311,15 +295,15 @@ const frames = {
     if (v) say(s, t(s, "verified_announce", { phone: v.phone_number }));
   },
   expired(s, v, frame) {
-    const previousStatus = visible(s)?.status;
+    const before = visible(s)?.status;
     const dismissed = v?.id && v.id === s.dismissedId;
     accept(s, v);
     s.pending.verify = s.pending.resend = false;
-    if (dismissed || previousStatus === v?.status) return show(s);
+    if (dismissed || before === v?.status) return show(s);
     clearErrors(s);
-    // If focus was lost: to the field after the visitor's own Cancel, else the heading.
     const cancelled = frame.type === "cancelled";
-    const rescue = cancelled && s.lastAction === "cancel" ? "phoneInput" : isPassport(v) && "passportStart";
+    const rescue =
+      cancelled && s.lastAction === "cancel" ? "phoneInput" : isPassport(v) && "passportStart";
     show(s, false, rescue ? { number: rescue } : {});
     showStatus(s, cancelled ? "status_cancelled" : endedKey(v));
   },
@@ -328,14 +312,14 @@ frames.cancelled = frames.expired;
 
 const events = {
   // Unknown frame types (a newer server's) are ignored.
-  frame: (s, { frame: f }) => f instanceof Object && frames[f.type]?.(s, f.type === "error" ? f : f.verification, f),
+  frame: (s, { frame: f }) =>
+    f instanceof Object && frames[f.type]?.(s, f.type === "error" ? f : f.verification, f),
   open(s) {
     Object.assign(s, { connection: "open", failures: 0, everOpened: true, banner: null });
     for (const slot in s.errors) if (s.errors[slot].offline) delete s.errors[slot];
     if (s.queued) send(s, s.queued);
     s.queued = null;
   },
-  // Loading wrote no session: the page connects when the visitor first acts.
   waiting(s) {
     s.connection = "waiting";
     show(s, false);
@@ -343,6 +327,7 @@ const events = {
   session_failed(s, { message, retryAfter }) {
     s.queued = null;
     s.pending = {};
+    delete s.errors.status;
     showError(s, "phone", message || t(s, "error_fallback"), retryAfter);
   },
   challenge_solved(s, { answer }) {
@@ -350,11 +335,7 @@ const events = {
     const { challenge, ...message } = s.lastSend;
     send(s, { ...message, challenge: answer });
   },
-  challenge_failed(s) {
-    s.pending = {};
-    delete s.errors.status;
-    showError(s, "phone", t(s, "error_fallback"));
-  },
+  challenge_failed: (s) => events.session_failed(s, {}),
   close(s, { code, random }) {
     const [key, reconnect] = CLOSED[code] ?? [];
     s.connection = reconnect === 0 ? "ended" : "closed";
@@ -380,18 +361,17 @@ const events = {
     if (!phone) {
       showError(s, "phone", t(s, "phone_required"));
       fx(s, "focus", "phoneInput");
-    } else if (!sendWait(s, phone, s.now)) {
-      s.lastSentPhone = phone;
-      if (send(s, { type: "send_code", phone_number: phone })) {
-        s.pending.send = true;
-        show(s, false);
-      }
+    } else if (!sendWait(s, phone, s.now) && send(s, { type: "send_code", phone_number: phone })) {
+      s.pending.send = true;
+      show(s, false);
     }
   },
   phone_input(s, { value }) {
     s.phone = value;
     const error = s.errors.phone;
-    if (error && (!error.until || (error.phone && error.phone !== digitsOf(value)))) delete s.errors.phone;
+    if (error && (!error.until || (error.phone && error.phone !== digitsOf(value)))) {
+      delete s.errors.phone;
+    }
   },
   code_input(s, { value }) {
     const v = visible(s);
@@ -408,21 +388,15 @@ const events = {
       fx(s, "focus", "codeInput");
     }
   },
-  send_new_code(s) {
-    const v = visible(s);
-    if (v && send(s, { type: "send_code", phone_number: v.phone_number })) {
-      s.pending.send = true;
-      clearErrors(s);
-    }
-  },
-  change_number: (s) => leave(s, true),
-  leave: (s) => leave(s),
+  send_new_code: (s) => visible(s) && events.send_code(s, { phone: visible(s).phone_number }),
+  change_number: leave,
+  leave,
   cancel: (s) => send(s, { type: "cancel" }),
   passport_start(s) {
     clearErrors(s);
     if (send(s, { type: "passport_start" })) {
       s.pending.passport = true;
-      fx(s, "loadPassport"); // while the server prepares the request
+      fx(s, "loadPassport");
       show(s, false);
     }
   },
@@ -436,19 +410,14 @@ const events = {
   send: (s, { message, quiet }) => send(s, message, quiet),
 };
 
-// After every event: waits that are over go, and some countdown seconds are said aloud, once.
 function tick(s, now) {
   if (!left(s.sendBlocked?.until, now)) s.sendBlocked = null;
-  if (!left(s.verifyBlockedUntil, now)) s.verifyBlockedUntil = null;
   for (const [slot, { message, until }] of Object.entries(s.errors)) {
     if (until && message.includes("{time}") && !left(until, now)) delete s.errors[slot];
   }
   const v = visible(s);
-  const expires = left(s.expiresAt, now);
-  const warn = (key) => {
-    if ([60, 15].includes(expires) && s.warned !== expires) say(s, t(s, key, { time: clock((s.warned = expires)) }));
-  };
-  if (v && s.step === "code") {
+  const onCode = v && s.step === "code";
+  if (onCode) {
     const { mode, left: wait } = resendSlot(s, v, now);
     if (mode === "countdown" || mode === "hidden") s.resendShown = false;
     if (mode === "countdown" && [60, 30, 10].includes(wait) && s.announced !== wait) {
@@ -458,9 +427,13 @@ function tick(s, now) {
       s.resendShown = true;
       say(s, t(s, "resend_ready", { action: nextText(s, "resend", v.next_type) }));
     }
-    warn("expires_soon");
   }
-  if (v && s.step === "passport" && v.status !== "received") warn("passport_expires_soon");
+  const expires = left(s.expiresAt, now);
+  const waiting = onCode || (v && s.step === "passport" && v.status !== "received");
+  if (waiting && [60, 15].includes(expires) && s.warned !== expires) {
+    s.warned = expires;
+    say(s, t(s, onCode ? "expires_soon" : "passport_expires_soon", { time: clock(expires) }));
+  }
 }
 
 // `event.now` (ms, monotonic) dates every deadline.

@@ -1,5 +1,4 @@
 // The server's deadlines, counted down locally (`now` in ms).
-
 export const deadline = (seconds, now) => (seconds == null ? null : now + Number(seconds) * 1000);
 export const secondsLeft = (at, now) => (at == null ? 0 : Math.max(0, Math.ceil((at - now) / 1000)));
 
@@ -10,10 +9,9 @@ export function clock(seconds) {
   return s >= 3600 ? `${Math.floor(s / 3600)}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
 }
 
-// The resend slot: hidden, requesting, a countdown, or the button.
 export function resendSlot(state, v, now) {
-  // Nothing is offered that could only come after the code expired.
   const { resendAt, expiresAt } = state;
+  // Nothing is offered that could only come after the code expired.
   const outlasts = expiresAt != null && resendAt != null && resendAt >= expiresAt;
   if (!v.next_type || outlasts || [state.resendUnavailableId, state.codeExpiredId].includes(v.id)) {
     return { mode: "hidden" };
@@ -24,7 +22,4 @@ export function resendSlot(state, v, now) {
 }
 
 // Equal jitter: tabs dropped together by a restart come back apart.
-export function backoff(failures, random) {
-  const ceiling = Math.min(30, 2 ** (failures - 1));
-  return (ceiling / 2 + (random * ceiling) / 2) * 1000;
-}
+export const backoff = (failures, random) => Math.min(30, 2 ** (failures - 1)) * (1 + random) * 500;
