@@ -55,11 +55,11 @@ class SenderAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # no __cl
         "__str__",
         "phone_number",
         "is_active",
-        "is_sandbox",
         "connected_to_worker",
         "last_used_at",
         "last_error_short",
     ]
+    # Whether an account is the sandbox's is a filter and on its page: the list fits 1280 px.
     list_filter = ["is_active", "is_sandbox"]
     search_fields = ["phone_number", "label", "display_name"]
     # The session is the account's login: it is never shown or edited here.
@@ -185,7 +185,7 @@ class SenderAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # no __cl
     @admin.display(description=_("last error"), ordering="last_error")
     def last_error_short(self, account: SenderAccount) -> str:
         # Telegram's errors can be long; the full text is on the account's page.
-        return Truncator(account.last_error).chars(40)
+        return Truncator(account.last_error).chars(30)
 
     @admin.display(boolean=True, description=_("held by a worker"))
     def connected_to_worker(self, account: SenderAccount) -> bool:
@@ -323,14 +323,12 @@ class RegionFilter(ValueFilter):
 
 @admin.register(PhoneVerification)
 class PhoneVerificationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # no __class_getitem__ at runtime
-    # Chosen to fit 1280 px beside the filters; the rest is on each verification's page.
+    # Chosen to fit 1280 px beside the admin's navigation and the filters (about 630 px); the rest
+    # is on each verification's page.
     list_display = [
         "phone_number",
         "status",
-        "method",
-        "transport",
-        "code_type_label",
-        "attempts",
+        "sent_as",
         "last_error_label",
         "review_status",
         "created_at",
@@ -489,6 +487,15 @@ class PhoneVerificationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # no 
         if number is not None:
             return queryset.filter(phone_number__startswith=number), False
         return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description=_("sent as"), ordering="code_type")
+    def sent_as(self, verification: PhoneVerification) -> str:
+        """How the number is verified: Telegram Passport, or the code's type and its transport."""
+        if verification.method == PhoneVerification.Method.PASSPORT:
+            return verification.get_method_display()
+        kind = code_type_label(verification.code_type)
+        transport = verification.get_transport_display()
+        return f"{kind} · {transport}" if kind else transport
 
     @admin.display(description=_("code type"), ordering="code_type")
     def code_type_label(self, verification: PhoneVerification) -> str:

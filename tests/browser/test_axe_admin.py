@@ -291,3 +291,44 @@ def test_connecting_an_account(
     expect(page).to_have_url(re.compile(re.escape(connect) + "$"))
     axe.assert_clean()
     assert js_errors == []
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+@pytest.mark.parametrize(
+    "path", ["/admin/verification/phoneverification/", "/admin/verification/senderaccount/"]
+)
+def test_the_lists_fit_1280_px_beside_the_navigation(
+    browser: Browser,
+    live_site: Any,
+    staff_state: dict[str, Any],
+    language: str,
+    path: str,
+) -> None:
+    """Every column of the list, the last one included, is on screen at 1280 px with the admin's
+    navigation open, without scrolling sideways."""
+    context = browser.new_context(
+        base_url=live_site.url,
+        storage_state=staff_state,  # type: ignore[arg-type]
+        locale=language,
+        viewport={"width": 1280, "height": 800},
+    )
+    try:
+        page = open_admin(context.new_page(), path)
+        expect(page.locator("#nav-sidebar")).to_be_visible()
+        headers = page.locator("#result_list thead th")
+        assert headers.count() > 3
+        last = headers.last.bounding_box()
+        assert last is not None
+        widths = page.evaluate(
+            "() => [document.documentElement.scrollWidth,"
+            " document.querySelector('#changelist .results').scrollWidth,"
+            " document.querySelector('#changelist .results').clientWidth]"
+        )
+        columns = page.evaluate(
+            "() => [...document.querySelectorAll('#result_list thead th')]"
+            ".map(th => [th.innerText.trim(), Math.round(th.getBoundingClientRect().width)])"
+        )
+        assert last["x"] + last["width"] <= 1280, (columns, widths)
+        assert widths[0] <= 1280 and widths[1] <= widths[2], widths
+    finally:
+        context.close()
