@@ -326,7 +326,7 @@ class PhoneVerificationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # no 
     # Chosen to fit 1280 px beside the admin's navigation and the filters (about 630 px); the rest
     # is on each verification's page.
     list_display = [
-        "phone_number",
+        "number",
         "status",
         "sent_as",
         "last_error_label",
@@ -487,6 +487,11 @@ class PhoneVerificationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # no 
         if number is not None:
             return queryset.filter(phone_number__startswith=number), False
         return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description=_("phone number"), ordering="phone_number")
+    def number(self, verification: PhoneVerification) -> str:
+        """The number, or what stands for it while a Passport share has not brought one."""
+        return verification.phone_number or str(_("no number yet"))
 
     @admin.display(description=_("sent as"), ordering="code_type")
     def sent_as(self, verification: PhoneVerification) -> str:

@@ -66,6 +66,8 @@ KINDS = [
          delivery="read", code_type="sms", code_length=6),
     dict(phone_number="+9996647016", status="code_sent", code_type="sms_word",
          code_beginning="d", next_type="sms"),
+    # A Passport share still waited for: no number yet.
+    dict(phone_number="", status="waiting", method="passport"),
 ]
 ids = {}
 for index, kind in enumerate(KINDS):
@@ -75,7 +77,7 @@ for index, kind in enumerate(KINDS):
             owner=f"axe-admin-{index}", sender_account=account, ip_address="127.0.0.1",
             sent_at=now - timedelta(minutes=3), expires_at=now + timedelta(minutes=7),
             resend_at=now + timedelta(minutes=1),
-            finished_at=None if kind["status"] == "code_sent" else now, **kind,
+            finished_at=None if kind["status"] in ("code_sent", "waiting") else now, **kind,
         )
         events = [
             ("started", "visitor", {"phone_number": kind["phone_number"]}),
