@@ -18,24 +18,14 @@ import asyncio
 import http.client
 import json
 import multiprocessing
-import os
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import websockets
+from embedded import embedded_site
 from websockets.exceptions import ConnectionClosed
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -162,37 +152,5 @@ if __name__ == "__main__":
     parser.add_argument("--observe", type=float, default=20, help="seconds to read after sending")
     parser.add_argument("--root", default=str(Path(__file__).resolve().parent.parent))
     args = parser.parse_args()
-    root = Path(args.root).resolve()
-    port = free_port()
-    with tempfile.TemporaryDirectory() as var:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "passportsite.settings",
-            "ENV_FILE": os.devnull,
-            "DEBUG": "1",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "DATABASE_URL": f"sqlite:///{var}/db.sqlite3",
-            "SANDBOX_STATE_FILE": f"{var}/sandbox.json",
-            "PYTHONPATH": str(root),
-        }
-        manage = [sys.executable, str(root / "manage.py")]
-        subprocess.run([*manage, "migrate", "-v0"], cwd=root, env=env, check=True)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "passportsite.asgi:application"],
-            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-            asyncio.run(main(args, port, server.pid))
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
+    with embedded_site(Path(args.root).resolve()) as (port, pid):
+        asyncio.run(main(args, port, pid))

@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flood import free_port, rss_mb, session_cookie  # noqa: E402
+from embedded import embedded_site  # noqa: E402
+from flood import rss_mb, session_cookie  # noqa: E402
 
 
 async def open_socket(url: str, origin: str) -> websockets.ClientConnection | None:
@@ -67,38 +63,6 @@ if __name__ == "__main__":
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * args.sockets + 500)), hard))
-    root = Path(args.root).resolve()
-    port = free_port()
-    with tempfile.TemporaryDirectory() as var:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "passportsite.settings",
-            "ENV_FILE": os.devnull,
-            "DEBUG": "1",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "DATABASE_URL": f"sqlite:///{var}/db.sqlite3",
-            "SANDBOX_STATE_FILE": f"{var}/sandbox.json",
-            "VERIFICATION_MAX_SOCKETS_PER_ADDRESS": str(args.cap),
-            "PYTHONPATH": str(root),
-        }
-        manage = [sys.executable, str(root / "manage.py")]
-        subprocess.run([*manage, "migrate", "-v0"], cwd=root, env=env, check=True)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "passportsite.asgi:application"],
-            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-            asyncio.run(main(args, port, server.pid))
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
+    cap = {"VERIFICATION_MAX_SOCKETS_PER_ADDRESS": str(args.cap)}
+    with embedded_site(Path(args.root).resolve(), **cap) as (port, pid):
+        asyncio.run(main(args, port, pid))

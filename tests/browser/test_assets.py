@@ -4,11 +4,12 @@ only when a visitor picks Passport (the app's files under /static/verification/,
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import Page, Response, expect
+
+from tests.browser.visitor import wait_for_step
 
 pytestmark = pytest.mark.browser
 
@@ -34,16 +35,6 @@ def record_assets(page: Page) -> dict[str, int]:
 
     page.on("response", on_response)
     return assets
-
-
-def wait_for_step(page: Page, step: str) -> None:
-    html = page.locator("html")
-    # A page without a session (loading writes none) connects once the visitor acts in it.
-    expect(html).to_have_attribute("data-connection", re.compile(r"^(waiting|open)$"))
-    if html.get_attribute("data-connection") == "waiting":
-        page.locator("#phone-input").click()
-    expect(html).to_have_attribute("data-connection", "open")
-    expect(html).to_have_attribute("data-verification-state", step)
 
 
 def code_flow(new_page: Callable[..., Page]) -> tuple[Page, dict[str, int]]:

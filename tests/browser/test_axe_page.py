@@ -19,6 +19,7 @@ import pytest
 from django.utils import translation
 from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect
 
+from tests.browser.visitor import send_code, wait_for_step
 from verification.errors import MESSAGES, ErrorCode
 
 pytestmark = pytest.mark.browser
@@ -131,22 +132,6 @@ def challenge_error(code: str, language: str, difficulty: int = 1) -> dict[str, 
 
 def number(language: str, rest: str) -> str:
     return f"+999 66 {DIGIT[language]} {rest}"
-
-
-def wait_for_step(page: Page, step: str) -> None:
-    html = page.locator("html")
-    # A page without a session connects once the visitor acts in it.
-    expect(html).to_have_attribute("data-connection", re.compile(r"^(waiting|open)$"))
-    if html.get_attribute("data-connection") == "waiting":
-        page.locator("#phone-input").click()
-    expect(html).to_have_attribute("data-connection", "open")
-    expect(html).to_have_attribute("data-verification-state", step)
-
-
-def send_code(page: Page, phone: str) -> None:
-    wait_for_step(page, "number")
-    page.fill("#phone-input", phone)
-    page.click("#send-code")
 
 
 def back_to_number(page: Page) -> None:

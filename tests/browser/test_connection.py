@@ -13,6 +13,8 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import BrowserContext, Page, WebSocketRoute, expect
 
+from tests.browser.visitor import wait_for_step
+
 pytestmark = pytest.mark.browser
 
 SOCKET = re.compile(r"/ws/verification/$")
@@ -27,16 +29,6 @@ def pass_through(context: BrowserContext) -> list[WebSocketRoute]:
 
     context.route_web_socket(SOCKET, route)
     return sockets
-
-
-def wait_for_step(page: Page, step: str) -> None:
-    html = page.locator("html")
-    # A page without a session (loading writes none) connects once the visitor acts in it.
-    expect(html).to_have_attribute("data-connection", re.compile(r"^(waiting|open)$"))
-    if html.get_attribute("data-connection") == "waiting":
-        page.locator("#phone-input").click()
-    expect(html).to_have_attribute("data-connection", "open")
-    expect(html).to_have_attribute("data-verification-state", step)
 
 
 @pytest.mark.parametrize(

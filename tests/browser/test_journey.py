@@ -14,23 +14,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect
 
+from tests.browser.visitor import send_code, wait_for_step
+
 pytestmark = pytest.mark.browser
-
-
-def wait_for_step(page: Page, step: str) -> None:
-    html = page.locator("html")
-    # A page without a session (loading writes none) connects once the visitor acts in it.
-    expect(html).to_have_attribute("data-connection", re.compile(r"^(waiting|open)$"))
-    if html.get_attribute("data-connection") == "waiting":
-        page.locator("#phone-input").click()
-    expect(html).to_have_attribute("data-connection", "open")
-    expect(html).to_have_attribute("data-verification-state", step)
-
-
-def send_code(page: Page, phone: str) -> None:
-    wait_for_step(page, "number")
-    page.fill("#phone-input", phone)
-    page.click("#send-code")
 
 
 def test_journey_sms_then_call_then_verified(

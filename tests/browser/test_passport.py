@@ -15,19 +15,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page, WebSocketRoute, expect
 
+from tests.browser.visitor import wait_for_step
+
 pytestmark = pytest.mark.browser
 
 SHARED_PHONE = "+999 66 3 1234"
-
-
-def wait_for_step(page: Page, step: str) -> None:
-    html = page.locator("html")
-    # A page without a session (loading writes none) connects once the visitor acts in it.
-    expect(html).to_have_attribute("data-connection", re.compile(r"^(waiting|open)$"))
-    if html.get_attribute("data-connection") == "waiting":
-        page.locator("#phone-input").click()
-    expect(html).to_have_attribute("data-connection", "open")
-    expect(html).to_have_attribute("data-verification-state", step)
 
 
 def start_passport(page: Page) -> str:
